@@ -1,0 +1,1 @@
+"""Model definitions: the digit CNN and the sentence-embedding wrapper."""

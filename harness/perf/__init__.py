@@ -1,0 +1,1 @@
+"""perf_analyzer (install, run, parse), sweeps and latency budgets."""

@@ -1,0 +1,23 @@
+"""Services share one shape: start, wait until healthy, expose a URL, stop cleanly."""
+
+from harness.services.base import (
+    ExternalService,
+    LocalProcess,
+    Service,
+    ServiceError,
+    docker_available,
+    free_port,
+    http_ok,
+    wait_until,
+)
+
+__all__ = [
+    "ExternalService",
+    "LocalProcess",
+    "Service",
+    "ServiceError",
+    "docker_available",
+    "free_port",
+    "http_ok",
+    "wait_until",
+]

@@ -1,0 +1,1 @@
+"""pytest plugin: backend options and session-scoped service fixtures."""

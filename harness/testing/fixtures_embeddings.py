@@ -1,0 +1,1 @@
+"""Session fixtures for the embeddings service (filled in by its issue)."""

@@ -1,0 +1,1 @@
+"""Session fixtures for the files service (filled in by its issue)."""

@@ -1,0 +1,1 @@
+"""Session fixtures for the mlflow service (filled in by its issue)."""

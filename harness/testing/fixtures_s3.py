@@ -1,0 +1,1 @@
+"""Session fixtures for the s3 service (filled in by its issue)."""

@@ -1,0 +1,1 @@
+"""Session fixtures for the triton service (filled in by its issue)."""
