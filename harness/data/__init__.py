@@ -1,0 +1,1 @@
+"""Data: IDX reader/writer, the digits data set, DVC pull/push."""
