@@ -168,6 +168,32 @@ def triton_env() -> dict[str, str]:
     return env
 
 
+def child_processes(parent: int) -> list[tuple[int, list[str]]]:
+    """(pid, argv) of the live (non-zombie) children of `parent`, read from /proc."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        if fields[0] != "Z" and int(fields[1]) == parent:
+            out.append((int(entry.name), [a.decode(errors="replace") for a in argv if a]))
+    return out
+
+
+def process_alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie (a zombie runs nothing; init reaps it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 class LocalTriton(TritonServer):
     """The real tritonserver 2.51 binary serving a materialized copy of the repository."""
 
@@ -261,6 +287,16 @@ class LocalTriton(TritonServer):
     def log_tail(self, lines: int = 30) -> str:
         """The last lines of the server log."""
         return self.process.log_tail(lines) if self.process else ""
+
+    def stub_processes(self) -> dict[str, int]:
+        """{model instance name: pid} of the python-backend stubs the server runs right now."""
+        if self.pid is None:
+            return {}
+        out = {}
+        for pid, argv in child_processes(self.pid):
+            if argv and argv[0].endswith("triton_python_backend_stub") and len(argv) > 2:
+                out[argv[-2]] = pid  # argv: stub model.py shm ... <instance name> <kind>
+        return out
 
     def stop(self) -> None:
         """Stop the server's whole process group (server and python stubs)."""
