@@ -24,6 +24,7 @@ from harness.serving.repository import (
     config_to_json,
     get_parameter,
     instance_count,
+    leading_comments,
     read_config,
     write_config,
 )
@@ -204,4 +205,102 @@ def apply_choice(model_dir: Path, variant: Variant, preferred: Sequence[int] | N
         instances=variant.instances,
         intra_op_threads=variant.threads or None,
     )
-    return write_config(tuned, model_dir)
+    return write_config(tuned, model_dir, header=leading_comments(model_dir))
+
+
+def _grid_settings(cfg: DictConfig, quick: bool) -> dict:
+    tune, test = cfg.triton.tune, cfg.triton.test
+    src = test if quick else tune
+    return {
+        "delays": list(src.max_queue_delay_microseconds),
+        "instances": list(src.instance_count),
+        "interval": int(src.measurement_interval_ms),
+        "levels": list(src.concurrency_sweep),
+        "batching": list(tune.batching),
+        "threads": list(tune.intra_op_thread_count),
+    }
+
+
+def run_tune(
+    cfg: DictConfig,
+    *,
+    backend: str | None = None,
+    http_url: str | None = None,
+    grpc_url: str | None = None,
+    apply: bool = False,
+    quick: bool = False,
+) -> list[str]:
+    """The whole `harness tune`: serve, sweep, choose, (apply), write the report; summary lines."""
+    from harness.paths import resolve
+    from harness.reports.triton import write_report
+    from harness.services.triton import make_triton
+
+    model = cfg.triton.model_name
+    repo = resolve(cfg.triton.repository)
+    model_dir = repo / model
+    canonical = read_config(model_dir)
+    backend = backend or cfg.triton.backend
+    if backend != "external" and not any(model_dir.glob("[0-9]*/model.onnx")):
+        raise HarnessError(f"{model_dir}/1/model.onnx is missing: run `harness export` first")
+    tune = cfg.triton.tune
+    g = _grid_settings(cfg, quick)
+    preferred = list(cfg.triton.model_config.preferred_batch_size)
+    before_variant = variant_of(canonical)
+    variants = grid(g["batching"], g["delays"], g["instances"], g["threads"])
+    if before_variant not in variants:
+        variants.append(before_variant)
+    budget = float(cfg.triton.latency_budget_ms.p99)
+    protocol = str(tune.protocol)
+    server = make_triton(cfg, backend, repo, [model], http_url=http_url, grpc_url=grpc_url)
+    with server, TritonClient(server.grpc_url, "grpc") as client:
+        address = server.address(protocol)
+        common = dict(protocol=protocol, measurement_interval_ms=g["interval"], preferred=preferred)
+        trials = sweep(
+            cfg, client, address, model, variants, concurrency=int(tune.concurrency), **common
+        )
+        chosen, why = choose(trials, budget)
+        before = next(t for t in trials if t.variant == before_variant)
+        nobatch = [t for t in trials if not t.variant.batching]
+        baseline = min(
+            nobatch, key=lambda t: (t.variant.instances, t.variant.threads), default=None
+        )
+        for t in {id(t): t for t in (baseline, chosen) if t is not None}.values():
+            concurrency_sweep(cfg, client, address, model, t, g["levels"], **common)
+    written = apply_choice(model_dir, chosen.variant, preferred) if apply else None
+    report = write_report(
+        resolve(tune.report),
+        resolve(tune.plot),
+        model=model,
+        backend=server.backend,
+        protocol=protocol,
+        concurrency=int(tune.concurrency),
+        budget_p99_ms=budget,
+        repository=repo,
+        trials=trials,
+        before=before,
+        chosen=chosen,
+        reasoning=why,
+        baseline=baseline,
+        applied=apply,
+        notes=[
+            "perf_analyzer runs on the same 2 vCPUs as the server: absolute numbers are low and"
+            " noisy; compare ratios measured in one run.",
+            f"measurement interval {g['interval']} ms per trial"
+            + (" (reduced --quick grid)" if quick else ""),
+        ]
+        + [
+            f"{t.variant.label}: perf_analyzer could not hold its stability band"
+            for t in trials
+            if not t.target.stable
+        ],
+    )
+    lines = [
+        f"tune: {len(trials)} configs at concurrency {tune.concurrency} ({protocol})",
+        f"  before:  {before.variant.label}: {before.target.throughput:.0f} infer/s, "
+        f"p99 {before.target.p99_ms:.2f} ms",
+        f"  chosen:  {why}",
+        f"  report:  {report}",
+    ]
+    if written:
+        lines.append(f"  applied: {written}")
+    return lines

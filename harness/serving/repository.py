@@ -48,10 +48,10 @@ def read_config(path: str | Path) -> mc.ModelConfig:
 
 def format_config(cfg: mc.ModelConfig) -> str:
     """Render a ModelConfig as protobuf text (the config.pbtxt format)."""
-    return text_format.MessageToString(cfg)
+    return text_format.MessageToString(cfg, use_short_repeated_primitives=True)
 
 
-def write_config(cfg: mc.ModelConfig, path: str | Path) -> Path:
+def write_config(cfg: mc.ModelConfig, path: str | Path, header: str = "") -> Path:
     """Validate and write a config.pbtxt atomically (path: the file or the model directory)."""
     path = Path(path)
     if path.is_dir() or path.suffix != ".pbtxt":
@@ -60,7 +60,7 @@ def write_config(cfg: mc.ModelConfig, path: str | Path) -> Path:
     if problems:
         raise HarnessError(f"refusing to write {path}: {problems[0]}")
     with atomic_open(path) as fh:
-        fh.write(format_config(cfg))
+        fh.write(header + format_config(cfg))
     return path
 
 
@@ -156,6 +156,18 @@ def check_config(cfg: mc.ModelConfig, model_dir: Path | None = None) -> mc.Model
         where = f"{model_dir}: " if model_dir is not None else ""
         raise HarnessError(where + problems[0])
     return cfg
+
+
+def leading_comments(path: str | Path) -> str:
+    """The comment block at the top of a config.pbtxt (kept when the file is rewritten)."""
+    path = Path(path)
+    path = path / CONFIG_NAME if path.is_dir() else path
+    lines = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line + "\n")
+    return "".join(lines)
 
 
 def version_dirs(model_dir: Path) -> list[Path]:
