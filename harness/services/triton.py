@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -27,7 +28,6 @@ from harness.services.base import (
     LocalProcess,
     ServiceError,
     docker_available,
-    free_port,
     http_ok,
     wait_until,
 )
@@ -168,6 +168,20 @@ def triton_env() -> dict[str, str]:
     return env
 
 
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """`n` distinct ports that were free a moment ago (sockets held together, then released)."""
+    socks = []
+    try:
+        for _ in range(n):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((host, 0))
+            socks.append(sock)
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def child_processes(parent: int) -> list[tuple[int, list[str]]]:
     """(pid, argv) of the live (non-zombie) children of `parent`, read from /proc."""
     out = []
@@ -239,7 +253,7 @@ class LocalTriton(TritonServer):
             raise ServiceError(f"no model of {self.repository} can be served locally")
         self.backends_root.mkdir(parents=True, exist_ok=True)
         backend_dir = python_backend_dir(self.backends_root, str(server.python_stub_version))
-        self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
+        self.http_port, self.grpc_port, self.metrics_port = free_ports(3, self.host)
         argv = [
             str(tritonserver_binary()),
             f"--model-repository={repo}",
@@ -268,7 +282,15 @@ class LocalTriton(TritonServer):
             startup_timeout=float(server.startup_timeout_s),
             stop_timeout=float(server.stop_timeout_s),
         )
-        self.process.start()
+        try:
+            self.process.start()
+        except ServiceError as exc:
+            log_text = self.process.log_tail(400)
+            if "Usage: tritonserver" in log_text:
+                # An argument error prints the whole usage text; its last line is the reason.
+                last = [ln for ln in log_text.splitlines() if ln.strip()][-1].strip()
+                raise ServiceError(f"tritonserver refused its arguments: {last}") from exc
+            raise
 
     def ready(self) -> bool:
         """True when the process lives and the server reports ready."""

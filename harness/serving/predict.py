@@ -77,8 +77,8 @@ def run_client(
     """Classify images on Triton (a given URL, a given server, or one started for the run)."""
     from contextlib import nullcontext
 
-    from harness.serving.client import TritonClient
     from harness.services.triton import make_triton
+    from harness.serving.client import TritonClient
 
     c = cfg.triton.client
     protocol = protocol or c.protocol

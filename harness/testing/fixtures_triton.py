@@ -152,9 +152,13 @@ def triton_client(request, triton_server, triton_cfg):
     client.close()
 
 
-@pytest.fixture
-def triton_reload(triton_server, triton_model):
-    """A function reloading the model with a tuned config; the served config is restored after."""
+@pytest.fixture(scope="session")
+def triton_reloader(triton_server, triton_model):
+    """A function reloading the model with a Variant applied to its served config.
+
+    The served config is restored at the end of the session; tests that must not leak their
+    variant into later tests use `triton_reload`, which restores it after each test.
+    """
     from harness.perf.tune import load_variant
     from harness.serving.client import TritonClient
     from harness.serving.repository import config_from_json, config_to_json
@@ -162,10 +166,20 @@ def triton_reload(triton_server, triton_model):
     client = TritonClient(triton_server.grpc_url, "grpc")
     base = client.config(triton_model)
 
-    def reload(variant, preferred=None):
-        load_variant(client, triton_model, variant, base, preferred)
+    def reload(variant=None, preferred=None):
+        if variant is None:  # back to the served config
+            client.load(triton_model, config_to_json(config_from_json(base)))
+        else:
+            load_variant(client, triton_model, variant, base, preferred)
         return client.config(triton_model)
 
     yield reload
-    client.load(triton_model, config_to_json(config_from_json(base)))
+    reload(None)
     client.close()
+
+
+@pytest.fixture
+def triton_reload(triton_reloader):
+    """Like `triton_reloader`, restoring the served config after the test."""
+    yield triton_reloader
+    triton_reloader(None)
