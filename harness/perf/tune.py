@@ -221,6 +221,19 @@ def _grid_settings(cfg: DictConfig, quick: bool) -> dict:
     }
 
 
+def _model_notes(model_dir: Path) -> list[str]:
+    import hashlib
+
+    notes = []
+    for path in sorted(model_dir.glob("[0-9]*/model.onnx")):
+        digest = hashlib.sha256(path.resolve().read_bytes()).hexdigest()[:12]
+        notes.append(
+            f"model file {path.name} (version {path.parent.name}): "
+            f"{path.stat().st_size} bytes, sha256 {digest}..."
+        )
+    return notes
+
+
 def run_tune(
     cfg: DictConfig,
     *,
@@ -282,7 +295,8 @@ def run_tune(
         reasoning=why,
         baseline=baseline,
         applied=apply,
-        notes=[
+        notes=_model_notes(model_dir)
+        + [
             "perf_analyzer runs on the same 2 vCPUs as the server: absolute numbers are low and"
             " noisy; compare ratios measured in one run.",
             f"measurement interval {g['interval']} ms per trial"
