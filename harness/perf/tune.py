@@ -205,6 +205,8 @@ def apply_choice(model_dir: Path, variant: Variant, preferred: Sequence[int] | N
         instances=variant.instances,
         intra_op_threads=variant.threads or None,
     )
+    if tuned == current:  # nothing to change: keep the hand-written file as it is
+        return model_dir / "config.pbtxt"
     return write_config(tuned, model_dir, header=leading_comments(model_dir))
 
 

@@ -248,9 +248,11 @@ class LocalTriton(TritonServer):
         repo = self.served_repository
         if repo.exists():
             shutil.rmtree(repo)
-        self.models = materialize(self.repository, repo, self.wanted)
+        skipped: dict[str, str] = {}
+        self.models = materialize(self.repository, repo, self.wanted, skipped)
         if not self.models:
-            raise ServiceError(f"no model of {self.repository} can be served locally")
+            why = "; ".join(f"{k}: {v}" for k, v in skipped.items()) or "it holds no model"
+            raise ServiceError(f"nothing in {self.repository} can be served locally ({why})")
         self.backends_root.mkdir(parents=True, exist_ok=True)
         backend_dir = python_backend_dir(self.backends_root, str(server.python_stub_version))
         self.http_port, self.grpc_port, self.metrics_port = free_ports(3, self.host)
@@ -335,6 +337,8 @@ class LocalTriton(TritonServer):
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 pass
         process.stop()  # then the group: SIGTERM/SIGKILL whatever is left
+        # The materialized copy is only links and generated files; the log stays for debugging.
+        shutil.rmtree(self.served_repository, ignore_errors=True)
 
 
 # -------------------------------------------------------------------------------------- docker

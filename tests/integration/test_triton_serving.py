@@ -76,7 +76,8 @@ def test_dynamic_batching_is_proven_by_statistics(triton_server, triton_model, t
         expected = client.infer(triton_model, images)["logits"]
     inferences = after["inference_count"] - before["inference_count"]
     executions = after["execution_count"] - before["execution_count"]
-    assert inferences == n
+    # An external server may see other traffic too; our own servers see exactly ours.
+    assert inferences == n if triton_server.backend != "external" else inferences >= n
     assert executions < inferences, f"{executions} executions for {inferences} inferences"
     # Batched answers are the same as unbatched ones (split back to the right request).
     got = np.stack([answers[i] for i in range(n)])
