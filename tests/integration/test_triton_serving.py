@@ -3,6 +3,7 @@ in-process onnxruntime, dynamic batching, instance groups, bad input. Runs on an
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -56,12 +57,21 @@ def test_served_equals_inprocess_onnxruntime(
 
 
 def _concurrent_single_requests(server, model, images, threads):
-    def one(i):
-        with TritonClient(server.grpc_url, "grpc") as c:
-            return i, c.infer(model, images[i : i + 1])["logits"][0]
+    local = threading.local()
+    clients = []
 
-    with ThreadPoolExecutor(threads) as pool:
-        return dict(pool.map(one, range(len(images))))
+    def one(i):
+        if not hasattr(local, "client"):  # one connection per thread, reused
+            local.client = TritonClient(server.grpc_url, "grpc")
+            clients.append(local.client)
+        return i, local.client.infer(model, images[i : i + 1])["logits"][0]
+
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            return dict(pool.map(one, range(len(images))))
+    finally:
+        for c in clients:
+            c.close()
 
 
 def test_dynamic_batching_is_proven_by_statistics(triton_server, triton_model, triton_cfg):
