@@ -50,7 +50,7 @@ def load_compose(path: str | os.PathLike[str] = COMPOSE_FILE) -> dict[str, Any]:
 
 
 def interpolate(value: str, env: Mapping[str, str]) -> str:
-    """Compose-style variable interpolation of one string (the subset compose files here use)."""
+    """Compose-style interpolation of one string (no nested defaults: the file uses none)."""
 
     def sub(m: re.Match[str]) -> str:
         if m.group("escaped"):
@@ -219,7 +219,22 @@ class ComposeStack:
 
     def config(self) -> dict[str, Any]:
         """The resolved model (interpolated, merged, profiles applied) as compose itself sees it."""
-        return json.loads(self.run("config", "--format", "json"))
+        argv = self.argv("config", "--format", "json")
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=self.file.parent,
+            timeout=self.timeout,
+        )
+        # Some compose releases print a validation error yet exit 0 with nothing on stdout.
+        if proc.returncode != 0 or not proc.stdout.strip():
+            raise ServiceError(
+                f"`compose config` rejects {self.file.name}: {_first_error_line(proc.stderr)}",
+                detail=proc.stderr,
+            )
+        return json.loads(proc.stdout)
 
     def require_engine(self, timeout: float = 3.0) -> None:
         """Raise a one-line ServiceError when no Docker engine answers."""
