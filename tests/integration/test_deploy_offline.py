@@ -20,8 +20,9 @@ from omegaconf import OmegaConf
 
 from harness.config import compose
 from harness.paths import resolve
-from harness.services import LocalProcess, free_port, http_ok, wait_until
+from harness.services import LocalProcess
 from harness.services import docker as dk
+from harness.services import free_port, http_ok, wait_until
 
 pytestmark = pytest.mark.integration
 
