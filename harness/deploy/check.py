@@ -7,6 +7,8 @@ tests report the same thing.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -250,13 +252,23 @@ def _tool(name: str) -> str | None:
 
 def schema_problems(schema: str, files: Sequence[str | os.PathLike[str]]) -> list[str]:
     """Validate files against a check-jsonschema built-in schema (vendored: no network)."""
-    argv = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema]
-    proc = subprocess.run(
-        [*argv, *map(str, files)], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
-    if proc.returncode == 0:
+    # In-process (the same click command the CLI and the pre-commit hook run): a subprocess per
+    # call would cost an interpreter start and the jsonschema imports each time.
+    from check_jsonschema import main as cli
+
+    buf = io.StringIO()
+    args = ["--builtin-schema", schema, *map(str, files)]
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+        try:
+            rc = cli.main(args, standalone_mode=False)
+        except SystemExit as exc:
+            rc = exc.code
+        except Exception as exc:  # a file that is not YAML/JSON at all, say
+            print(f"{type(exc).__name__}: {exc}")
+            rc = 1
+    if not rc:
         return []
-    lines = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in buf.getvalue().splitlines() if ln.strip()]
     errors = [ln for ln in lines if "::" in ln] or lines[-3:]
     return [f"{schema}: {ln}" for ln in errors]
 
