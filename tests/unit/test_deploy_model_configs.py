@@ -7,6 +7,7 @@ code (the project's exporter, or onnx.helper for the synthetic cases).
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 
@@ -66,6 +67,12 @@ def toy_repo(tmp_path: Path, config: str = GOOD, with_onnx: bool = True) -> Path
 # ----------------------------------------------------------------------------- the real repository
 
 
+@functools.lru_cache(maxsize=1)
+def repository_results() -> dict[str, check.ModelCheck]:
+    """The checks of the whole repository, once (each model.onnx is read a single time)."""
+    return {c.name: c for c in check.check_repository(REPO, CFG)}
+
+
 @pytest.mark.parametrize(
     "config",
     CONFIGS or [pytest.param(None, marks=pytest.mark.skip(reason="no config.pbtxt in repo"))],
@@ -73,8 +80,7 @@ def toy_repo(tmp_path: Path, config: str = GOOD, with_onnx: bool = True) -> Path
 )
 def test_repository_config_is_valid(config: Path) -> None:
     """Each canonical config parses with Triton's schema and passes every check."""
-    by_name = {c.name: c for c in check.check_repository(REPO, CFG)}
-    result = by_name[config.parent.name]
+    result = repository_results()[config.parent.name]
     assert result.problems == [], "\n".join(result.problems)
 
 
