@@ -172,6 +172,9 @@ def compose_problems(cfg: DictConfig, path: str | os.PathLike[str] | None = None
             if moved.get(target) != 1:
                 problems.append(f"{where}: {label} port {target} does not follow ${{{var}}}")
 
+    if raw.get("name") != cfg.stack.project:
+        # `harness stack` passes -p stack.project; plain `docker compose` uses the file's name.
+        problems.append(f"{p.name}: project name {raw.get('name')!r} != stack.project")
     problems += _consistency_problems(cfg, p.name, resolved)
     return problems
 

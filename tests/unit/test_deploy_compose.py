@@ -177,6 +177,7 @@ _DELETE = object()
         (_set(["services", "triton", "volumes", 0, "target"], "/repo"), "does not mount"),
         (_set(["services", "files", "volumes", 0, "read_only"], False), "read-only"),
         (_set(["services", "minio", "volumes"], ["s3data:/data"]), "not declared"),
+        (_set(["name"], "other"), "project name"),
     ],
 )
 def test_policy_catches(tmp_path: Path, mutate, expected: str) -> None:  # noqa: ANN001
