@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -341,3 +343,108 @@ class ComposeService:
         self.stack.run("stop", self.service, check=False)
         if self.remove_on_stop:
             self.stack.run("rm", "--force", self.service, check=False)
+
+
+@dataclass
+class ContainerSpec:
+    """One compose service as plain data: what a testcontainers backend needs to run it."""
+
+    service: str
+    image: str
+    command: list[str] | None = None
+    entrypoint: list[str] | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    ports: list[int] = field(default_factory=list)  # container ports (host ports: random)
+    binds: list[tuple[str, str, str]] = field(default_factory=list)  # (host, container, ro|rw)
+    tmpfs: list[str] = field(default_factory=list)  # container paths of compose's named volumes
+    shm_size: str | None = None
+    healthcheck: list[str] | None = None
+
+    def testcontainer(self) -> Any:
+        """A testcontainers DockerContainer for this spec (not started); needs an engine."""
+        problem = engine_problem()
+        if problem:
+            raise ServiceError(f"{self.service}: {problem}")
+        from testcontainers.core.container import DockerContainer
+
+        c = DockerContainer(self.image)
+        if self.command:
+            c.with_command(self.command)
+        for key, value in self.environment.items():
+            c.with_env(key, value)
+        if self.ports:
+            c.with_exposed_ports(*self.ports)
+        for host, target, mode in self.binds:
+            c.with_volume_mapping(host, target, mode)
+        kwargs: dict[str, Any] = {}
+        if self.entrypoint:
+            kwargs["entrypoint"] = self.entrypoint
+        if self.shm_size:
+            kwargs["shm_size"] = self.shm_size
+        if self.tmpfs:
+            kwargs["tmpfs"] = {path: "" for path in self.tmpfs}
+        if kwargs:
+            c.with_kwargs(**kwargs)
+        return c
+
+
+def _as_argv(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    return [str(v) for v in value] if isinstance(value, list) else shlex.split(str(value))
+
+
+def container_spec(
+    service: str,
+    path: str | os.PathLike[str] = COMPOSE_FILE,
+    env: Mapping[str, str] | None = None,
+    binds: Mapping[str, str | os.PathLike[str]] | None = None,
+) -> ContainerSpec:
+    """The compose service `service` as a ContainerSpec (interpolated with `env`).
+
+    `binds` replaces the host side of bind mounts by container path (e.g. a test pool for
+    /usr/share/nginx/html); relative sources are taken from the compose file's folder. Named
+    volumes become tmpfs mounts: a test container's data lives and dies with it.
+    """
+    p = Path(path)
+    raw = load_compose(p)["services"]
+    if service not in raw:
+        raise ServiceError(f"compose file has no service {service!r} (have: {', '.join(raw)})")
+    svc = interpolate_tree(raw[service], os.environ if env is None else env)
+    image = str(svc.get("image", ""))
+    problem = image_problem(image)
+    if problem:
+        raise ServiceError(f"compose service {service!r}: {problem}")
+    environment = svc.get("environment") or {}
+    if isinstance(environment, list):
+        environment = dict(str(e).partition("=")[::2] for e in environment)
+    mounts, tmpfs = [], []
+    for v in svc.get("volumes", []) or []:
+        if isinstance(v, dict):
+            kind, src, target = v.get("type", "volume"), v.get("source"), v["target"]
+            mode = "ro" if v.get("read_only") else "rw"
+        else:
+            parts = str(v).split(":")
+            src, target = parts[0], parts[1]
+            kind = "bind" if src.startswith((".", "/", "~")) else "volume"
+            mode = "ro" if len(parts) > 2 and "ro" in parts[2].split(",") else "rw"
+        if kind != "bind":
+            tmpfs.append(str(target))
+            continue
+        host = Path((binds or {}).get(target, str(src))).expanduser()
+        mounts.append(
+            (str(host if host.is_absolute() else (p.parent / host).resolve()), target, mode)
+        )
+    hc = svc.get("healthcheck") or {}
+    return ContainerSpec(
+        service=service,
+        image=image,
+        command=_as_argv(svc.get("command")),
+        entrypoint=_as_argv(svc.get("entrypoint")),
+        environment={str(k): "" if v is None else str(v) for k, v in environment.items()},
+        ports=sorted(published_ports(svc)),
+        binds=mounts,
+        tmpfs=tmpfs,
+        shm_size=str(svc["shm_size"]) if svc.get("shm_size") else None,
+        healthcheck=_as_argv(hc.get("test")) if not hc.get("disable") else None,
+    )

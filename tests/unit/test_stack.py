@@ -123,3 +123,33 @@ def test_broken_compose_file_is_one_clear_error(tmp_path: Path) -> None:
     bad.write_text("services: [\n")
     with pytest.raises(dk.ServiceError, match="not valid YAML"):
         dk.load_compose(bad)
+
+
+def test_container_spec_mirrors_the_compose_service(tmp_path: Path) -> None:
+    """A testcontainers backend built from the spec runs what compose runs."""
+    triton = dk.container_spec("triton", env={})
+    assert triton.image == image_as_written("triton")
+    assert "--model-repository=/models" in triton.command
+    assert triton.ports == [8000, 8001, 8002]
+    assert triton.binds == [(str(resolve(CFG.paths.model_repository)), "/models", "ro")]
+    assert triton.shm_size == "1g" and triton.healthcheck[0] == "CMD"
+    mlflow = dk.container_spec("mlflow", env={})
+    assert mlflow.tmpfs == ["/mlflow"] and mlflow.binds == []  # named volume -> tmpfs
+    minio = dk.container_spec("minio", env={"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"})
+    assert minio.environment == {"MINIO_ROOT_USER": "k", "MINIO_ROOT_PASSWORD": "s"}
+    files = dk.container_spec("files", env={}, binds={"/usr/share/nginx/html": tmp_path})
+    assert (str(tmp_path), "/usr/share/nginx/html", "ro") in files.binds
+    init = dk.container_spec("minio-init", env={})
+    assert init.entrypoint == ["/bin/sh", "-ec"] and "$HARNESS_S3_BUCKET" in init.command[0]
+
+
+@pytest.mark.skipif(not NO_ENGINE, reason="a Docker engine answers here")
+def test_container_spec_without_engine_is_a_clear_error() -> None:
+    """Building the testcontainer needs an engine: without one, one ServiceError line."""
+    with pytest.raises(dk.ServiceError, match="minio: no Docker engine"):
+        dk.container_spec("minio", env={}).testcontainer()
+
+
+def image_as_written(service: str) -> str:
+    """The image as written in docker-compose.yml."""
+    return dk.load_compose(resolve(CFG.stack.compose_file))["services"][service]["image"]
