@@ -109,7 +109,11 @@ def _up(cfg: DictConfig, args: argparse.Namespace) -> int:
             env["HARNESS_FILES_NGINX_CONF"] = str(out)
     stack = _stack(cfg, args.gpu, env)
     print(f"stack: starting {', '.join(services) or 'all services'} (first start pulls images)")
-    stack.up(services, wait_timeout=float(cfg.stack.up_timeout_s))
+    stack.up(
+        services,
+        wait_timeout=float(cfg.stack.up_timeout_s),
+        pull_timeout=float(cfg.stack.pull_timeout_s),
+    )
     for svc, ports in cfg.stack.ports.items():
         if services and svc not in services:
             continue

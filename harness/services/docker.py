@@ -244,9 +244,16 @@ class ComposeStack:
         if problem:
             raise ServiceError(problem)
 
-    def up(self, services: Sequence[str] = (), wait_timeout: float = 900.0) -> None:
-        """Start services (all by default) and wait until healthy (one-shots: exited 0)."""
+    def up(
+        self,
+        services: Sequence[str] = (),
+        wait_timeout: float = 900.0,
+        pull_timeout: float = 1800.0,
+    ) -> None:
+        """Pull, start services (all by default) and wait until healthy (one-shots: exited 0)."""
         self.require_engine()
+        # Pulling first and on its own clock: the Triton image alone is ~15 GB unpacked.
+        self.run("pull", "--quiet", *services, timeout=pull_timeout)
         self.run(
             "up",
             "--detach",

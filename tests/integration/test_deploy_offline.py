@@ -199,7 +199,10 @@ def compose_stack(pytestconfig: pytest.Config):  # noqa: ANN201
     running = {r.get("Service") for r in stack.ps() if r.get("State") == "running"}
     started = not {"triton", "minio", "mlflow", "files"} <= running
     if started:
-        stack.up(wait_timeout=float(CFG.stack.up_timeout_s))
+        stack.up(
+            wait_timeout=float(CFG.stack.up_timeout_s),
+            pull_timeout=float(CFG.stack.pull_timeout_s),
+        )
     yield stack
     if started:
         stack.down(volumes=True)
