@@ -164,7 +164,10 @@ def _check(cfg: DictConfig) -> int:
         same = committed.is_file() and committed.read_text(encoding="utf-8") == rendered
         stale = f"{committed} is stale: run `harness stack nginx-conf`"
         results.append(("nginx conf", [] if same else [stale]))
-    for mc in check.check_repository(resolve(cfg.paths.model_repository), cfg):
+    repo = resolve(cfg.paths.model_repository)
+    bare = check.unconfigured_models(repo)
+    results.append(("model folders", [f"{m}: no config.pbtxt" for m in bare]))
+    for mc in check.check_repository(repo, cfg):
         results.append((f"model {mc.name}", mc.problems))
         for note in mc.notes:
             print(f"  note: {mc.name}: {note}")

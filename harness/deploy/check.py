@@ -510,6 +510,20 @@ def model_configs(repository: str | os.PathLike[str]) -> list[Path]:
     return sorted(root.glob("*/config.pbtxt")) if root.is_dir() else []
 
 
+def unconfigured_models(repository: str | os.PathLike[str]) -> list[str]:
+    """Model folders (with a numeric version folder) that have no config.pbtxt."""
+    root = Path(repository)
+    if not root.is_dir():
+        return []
+    return sorted(
+        d.name
+        for d in root.iterdir()
+        if d.is_dir()
+        and not (d / "config.pbtxt").is_file()
+        and any(v.is_dir() and v.name.isdigit() for v in d.iterdir())
+    )
+
+
 def check_repository(
     repository: str | os.PathLike[str], cfg: DictConfig | None = None
 ) -> list[ModelCheck]:

@@ -94,6 +94,19 @@ def test_repository_configs_parse_with_tritons_own_schema() -> None:
         assert mc.input and mc.output
 
 
+def test_every_model_folder_has_a_config() -> None:
+    """The canonical repository spells every config out (no auto-completed configs)."""
+    assert check.unconfigured_models(REPO) == []
+
+
+def test_unconfigured_model_folder_is_reported(tmp_path: Path) -> None:
+    """A model folder with weights but no config.pbtxt is named."""
+    toy_repo(tmp_path)
+    (tmp_path / "repo" / "bare" / "1").mkdir(parents=True)
+    (tmp_path / "repo" / "notes").mkdir()  # no version folder: not a model
+    assert check.unconfigured_models(tmp_path / "repo") == ["bare"]
+
+
 def test_classifier_config_matches_an_onnx_export_built_here(tmp_path: Path) -> None:
     """The classifier's config against a graph exported now by the project's own exporter."""
     config = REPO / CFG.model.name / "config.pbtxt"
