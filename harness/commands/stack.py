@@ -32,7 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--gpu", action="store_true", help="up: add the GPU Triton (profile gpu)")
     parser.add_argument(
-        "--services", nargs="+", metavar="NAME", default=[], help="up: only these services"
+        "--services",
+        type=lambda text: [s for s in text.split(",") if s],
+        metavar="A,B",
+        default=[],
+        help="up: only these services (comma-separated), e.g. minio,mlflow",
     )
     parser.add_argument("--volumes", action="store_true", help="down: also delete named volumes")
     add_overrides(parser)
@@ -98,7 +102,7 @@ def _up(cfg: DictConfig, args: argparse.Namespace) -> int:
         if not (pool / "SHA256SUMS").is_file():
             raise HarnessError(
                 f"stack: {pool} has no SHA256SUMS: build the pool first "
-                f"(`harness files build {pool}`) or leave `files` out with --services"
+                f"(`harness files build {pool}`) or leave `files` out (--services triton,mlflow)"
             )
         rendered = render_nginx_conf(cfg)
         if rendered is not None and "HARNESS_FILES_NGINX_CONF" not in os.environ:
