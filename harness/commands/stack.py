@@ -90,14 +90,23 @@ def _require_engine(cfg: DictConfig) -> None:
     compose_cli()  # raises a one-line error when no compose CLI exists
 
 
-def _up(cfg: DictConfig, args: argparse.Namespace) -> int:
-    _require_engine(cfg)
+def preflight(cfg: DictConfig, services: list[str]) -> dict[str, str]:
+    """Check what the chosen services mount, render the nginx config; the compose environment."""
+    from harness.services.docker import load_compose
+
     env = stack_env(cfg)
-    services = list(args.services)
-    repo = Path(env["HARNESS_MODEL_REPOSITORY"])
-    if not any(repo.glob("*/config.pbtxt")):
-        raise HarnessError(f"stack: no model in {repo} (no */config.pbtxt)")
-    if not services or "files" in services:
+    known = set(load_compose(resolve(cfg.stack.compose_file))["services"])
+    unknown = sorted(set(services) - known)
+    if unknown:
+        raise HarnessError(
+            f"stack: no service {', '.join(unknown)} (have: {', '.join(sorted(known))})"
+        )
+    wanted = set(services) or known
+    if wanted & {"triton", "triton-gpu"}:
+        repo = Path(env["HARNESS_MODEL_REPOSITORY"])
+        if not any(repo.glob("*/config.pbtxt")):
+            raise HarnessError(f"stack: no model in {repo} (no */config.pbtxt)")
+    if "files" in wanted:
         pool = Path(env["HARNESS_FILES_POOL"])
         if not (pool / "SHA256SUMS").is_file():
             raise HarnessError(
@@ -107,10 +116,16 @@ def _up(cfg: DictConfig, args: argparse.Namespace) -> int:
         rendered = render_nginx_conf(cfg)
         if rendered is not None and "HARNESS_FILES_NGINX_CONF" not in os.environ:
             out = resolve(cfg.stack.rendered_nginx_conf)
-            out.parent.mkdir(parents=True, exist_ok=True)
             with atomic_open(out, "w") as fh:
                 fh.write(rendered)
             env["HARNESS_FILES_NGINX_CONF"] = str(out)
+    return env
+
+
+def _up(cfg: DictConfig, args: argparse.Namespace) -> int:
+    _require_engine(cfg)
+    services = list(args.services)
+    env = preflight(cfg, services)
     stack = _stack(cfg, args.gpu, env)
     print(f"stack: starting {', '.join(services) or 'all services'} (first start pulls images)")
     stack.up(

@@ -153,3 +153,33 @@ def test_container_spec_without_engine_is_a_clear_error() -> None:
 def image_as_written(service: str) -> str:
     """The image as written in docker-compose.yml."""
     return dk.load_compose(resolve(CFG.stack.compose_file))["services"][service]["image"]
+
+
+def test_preflight_names_what_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before any container starts: no models, no pool manifest, unknown service -> one line."""
+    from harness.commands.stack import preflight
+    from harness.errors import HarnessError
+
+    for var in ("HARNESS_MODEL_REPOSITORY", "HARNESS_FILES_POOL", "HARNESS_FILES_NGINX_CONF"):
+        monkeypatch.delenv(var, raising=False)
+    repo, pool = tmp_path / "repo", tmp_path / "pool"
+    (repo / "m" / "1").mkdir(parents=True)
+    pool.mkdir()
+    cfg = compose(
+        [
+            f"paths.model_repository={repo}",
+            f"stack.files_pool={pool}",
+            f"stack.rendered_nginx_conf={tmp_path / 'nginx.conf'}",
+        ]
+    )
+    with pytest.raises(HarnessError, match="no model in"):
+        preflight(cfg, [])
+    (repo / "m" / "config.pbtxt").write_text('name: "m"')
+    with pytest.raises(HarnessError, match="has no SHA256SUMS"):
+        preflight(cfg, [])
+    with pytest.raises(HarnessError, match="no service trition"):
+        preflight(cfg, ["trition"])
+    assert preflight(cfg, ["minio", "mlflow"])["HARNESS_FILES_POOL"] == str(pool)
+    (pool / "SHA256SUMS").write_text("")
+    env = preflight(cfg, [])
+    assert env["HARNESS_MODEL_REPOSITORY"] == str(repo)
