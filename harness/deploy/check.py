@@ -217,6 +217,13 @@ def _consistency_problems(cfg: DictConfig, fname: str, svcs: Mapping[str, Any]) 
     pool = [v for v in _bind_mounts(files) if v.get("target") == root]
     if files and (not pool or not all(v.get("read_only") for v in pool)):
         problems.append(f"{fname}: files does not mount the pool read-only at {root}")
+    listen = _select(cfg, "files.server.nginx.container_port")
+    published = _select(cfg, "stack.ports.files.http.container")
+    if files and listen and published and int(listen) != int(published):
+        problems.append(
+            f"{fname}: nginx listens on {listen} (files.server.nginx.container_port), "
+            f"compose publishes container port {published}"
+        )
     want = _select(cfg, "files.server.nginx.image")
     have = files.get("image")
     if want and have and not same_release(want, have):

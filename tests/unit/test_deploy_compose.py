@@ -194,6 +194,7 @@ def test_policy_catches(tmp_path: Path, mutate, expected: str) -> None:  # noqa:
         ("++storage.bucket=other-bucket", "storage.bucket"),
         ("++files.server.nginx.image=nginx:1.26-alpine", "files.server.nginx.image"),
         ("++files.server.nginx.container_root=/srv/pool", "read-only at /srv/pool"),
+        ("++files.server.nginx.container_port=80", "nginx listens on 80"),
     ],
 )
 def test_policy_catches_drift_from_the_service_configs(override: str, expected: str) -> None:
