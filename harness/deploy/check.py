@@ -445,9 +445,16 @@ def check_model_config(
     else:
         _check_ensemble(mc, check, repo_models or {})
 
-    if mc.backend == "python" or (not mc.platform and mc.backend == "python"):
-        if not list(model_dir.glob("*/model.py")) and not (model_dir / "model.py").is_file():
+    if mc.backend == "python":
+        sources = sorted(model_dir.glob("[0-9]*/model.py")) + sorted(model_dir.glob("model.py"))
+        if not sources:
             check.problems.append("python backend model without model.py")
+        extra = sorted(set().union(*(third_party_imports(p) for p in sources))) if sources else []
+        if extra and "EXECUTION_ENV_PATH" not in mc.parameters:
+            check.notes.append(
+                f"model.py imports {', '.join(extra)}: not in NVIDIA's tritonserver image; "
+                "ship them (EXECUTION_ENV_PATH parameter or a derived image) for containers"
+            )
     if mc.platform == "onnxruntime_onnx" or mc.backend == "onnxruntime":
         _check_onnx_names(mc, model_dir, cfg, check)
     elif mc.platform in GPU_ONLY_PLATFORMS:
@@ -455,6 +462,24 @@ def check_model_config(
         if expected:
             _compare_names(mc, expected, "the convert config", check)
     return check
+
+
+# What a python-backend model may import in NVIDIA's image without extra packages.
+PYTHON_BACKEND_PROVIDED = {"numpy", "triton_python_backend_utils"}
+
+
+def third_party_imports(path: Path) -> set[str]:
+    """Top-level modules a python-backend model.py imports beyond the stdlib and the image."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - PYTHON_BACKEND_PROVIDED
 
 
 def _compare_names(mc: Any, expected: tuple[list[str], list[str]], src: str, c: ModelCheck) -> None:

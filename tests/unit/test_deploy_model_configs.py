@@ -229,3 +229,35 @@ def test_tensorrt_on_cpu_instances_is_reported(tmp_path: Path) -> None:
     text = GOOD.replace('platform: "onnxruntime_onnx"', 'platform: "tensorrt_plan"')
     config = toy_repo(tmp_path, text, with_onnx=False)
     assert any("KIND_CPU" in p for p in check.check_model_config(config).problems)
+
+
+PYTHON_MODEL = """
+name: "tok"
+backend: "python"
+max_batch_size: 8
+input [ { name: "text" data_type: TYPE_STRING dims: [ 1 ] } ]
+output [ { name: "ids" data_type: TYPE_INT64 dims: [ -1 ] } ]
+instance_group [ { count: 1 kind: KIND_CPU } ]
+"""
+
+
+def test_python_model_needs_model_py_and_its_imports_are_named(tmp_path: Path) -> None:
+    """No model.py is a problem; imports NVIDIA's image lacks are named in a note."""
+    model_dir = tmp_path / "tok"
+    (model_dir / "1").mkdir(parents=True)
+    (model_dir / "config.pbtxt").write_text(PYTHON_MODEL)
+    result = check.check_model_config(model_dir / "config.pbtxt")
+    assert any("without model.py" in p for p in result.problems)
+    (model_dir / "1" / "model.py").write_text(
+        "import json\nimport numpy as np\nimport triton_python_backend_utils as pb\n"
+        "def load():\n    from transformers import AutoTokenizer\n    import tokenizers.x\n"
+    )
+    result = check.check_model_config(model_dir / "config.pbtxt")
+    assert result.problems == []
+    assert any("imports tokenizers, transformers:" in n for n in result.notes), result.notes
+    env = (
+        'parameters { key: "EXECUTION_ENV_PATH"'
+        ' value: { string_value: "$$TRITON_MODEL_DIRECTORY/env.tar.gz" } }'
+    )
+    (model_dir / "config.pbtxt").write_text(PYTHON_MODEL + env)
+    assert check.check_model_config(model_dir / "config.pbtxt").notes == []
