@@ -82,12 +82,12 @@ def _best_time(fn: Callable[[], object], min_time: float, min_runs: int = 3) -> 
     return best
 
 
-def gemm_flops(n: int, repeats: int, dtype: str = "fp32") -> float:
-    """Peak matmul FLOP/s: best of `repeats` n x n x n torch.mm (sgemm for fp32)."""
+def gemm_flops(n: int, min_time: float, dtype: str = "fp32") -> float:
+    """Peak matmul FLOP/s: best n x n x n torch.mm (sgemm for fp32) over `min_time` seconds."""
     a = torch.rand(n, n, dtype=_TORCH_DTYPES[dtype])
     b = torch.rand(n, n, dtype=_TORCH_DTYPES[dtype])
     c = torch.empty(n, n, dtype=_TORCH_DTYPES[dtype])
-    best = _best_time(lambda: torch.mm(a, b, out=c), 0.0, repeats)
+    best = _best_time(lambda: torch.mm(a, b, out=c), min_time)
     return 2.0 * n**3 / best
 
 
@@ -187,6 +187,7 @@ class CpuMeasurement:
 def measure_cpu(cfg: DictConfig, dtype: str) -> CpuMeasurement:
     """Run the sgemm and bandwidth microbenchmarks `noise_repeats` times (seconds in total)."""
     c = cfg.roofline.cpu
+    dtype = str(c.gemm_dtype_for.get(dtype, dtype))
     if dtype not in _TORCH_DTYPES:
         raise HarnessError(f"unknown dtype {dtype!r} for the CPU gemm benchmark")
     if int(c.threads) > 0:
@@ -195,7 +196,7 @@ def measure_cpu(cfg: DictConfig, dtype: str) -> CpuMeasurement:
     gemm: list[float] = []
     sweep: dict[int, list[dict[str, float]]] = {int(k): [] for k in c.bandwidth_array_kib}
     for _ in range(int(c.noise_repeats)):
-        gemm.append(gemm_flops(int(c.gemm_n), int(c.gemm_repeats), dtype))
+        gemm.append(gemm_flops(int(c.gemm_n), float(c.gemm_min_time_s), dtype))
         for kib in sweep:
             sweep[kib].append(stream_bandwidth(kib, float(c.bandwidth_min_time_s)))
     caches = cache_sizes({k: int(v) for k, v in c.cache_fallback_bytes.items()})
