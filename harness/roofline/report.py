@@ -56,8 +56,9 @@ def _devices_section(run: RooflineRun) -> list[str]:
         sp = m.spread()
         lines += [
             "",
-            f"CPU microbenchmarks ({m.threads} threads, {len(m.gemm)} rounds, {m.seconds:.1f} s "
-            f"in all; best of each round's repeats): {m.dtype} {m.gemm_n}³ torch.mm per round "
+            f"CPU microbenchmarks ({m.threads} threads, {len(m.gemm)} rounds spread over the "
+            f"run: before counting, after each model's timings; {m.seconds:.1f} s in all; best "
+            f"of each round's repeats): {m.dtype} {m.gemm_n}³ torch.mm per round "
             + ", ".join(si(g, "FLOP/s") for g in m.gemm)
             + f" (spread {sp['gemm']:.0%}); DRAM spread over rounds {sp['dram']:.0%}. "
             "The machine is shared with other jobs, so these are best-of numbers: the roof is "
@@ -401,7 +402,7 @@ def _plot(run: RooflineRun, a: ModelAnalysis, path: Path, cfg: DictConfig) -> No
             ridge = d.peak_flops / bw
             ax.plot([ridge], [d.peak_flops], "o", color="red", ms=5)
             ax.annotate(
-                f"{name} ridge {ridge:.2g}",
+                f"{name} ridge {ridge:.3g}",
                 (ridge, d.peak_flops),
                 fontsize=7,
                 xytext=(4, -10 - 9 * i),

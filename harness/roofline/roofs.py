@@ -184,8 +184,8 @@ class CpuMeasurement:
         return statistics.median(self.gemm)
 
 
-def measure_cpu(cfg: DictConfig, dtype: str) -> CpuMeasurement:
-    """Run the sgemm and bandwidth microbenchmarks `noise_repeats` times (seconds in total)."""
+def measure_cpu(cfg: DictConfig, dtype: str, rounds: int | None = None) -> CpuMeasurement:
+    """Run the sgemm and bandwidth microbenchmarks `rounds` times (default noise_repeats)."""
     c = cfg.roofline.cpu
     dtype = str(c.gemm_dtype_for.get(dtype, dtype))
     if dtype not in _TORCH_DTYPES:
@@ -195,7 +195,7 @@ def measure_cpu(cfg: DictConfig, dtype: str) -> CpuMeasurement:
     start = time.perf_counter()
     gemm: list[float] = []
     sweep: dict[int, list[dict[str, float]]] = {int(k): [] for k in c.bandwidth_array_kib}
-    for _ in range(int(c.noise_repeats)):
+    for _ in range(int(c.noise_repeats) if rounds is None else rounds):
         gemm.append(gemm_flops(int(c.gemm_n), float(c.gemm_min_time_s), dtype))
         for kib in sweep:
             sweep[kib].append(stream_bandwidth(kib, float(c.bandwidth_min_time_s)))
@@ -209,6 +209,14 @@ def measure_cpu(cfg: DictConfig, dtype: str) -> CpuMeasurement:
         caches,
         time.perf_counter() - start,
     )
+
+
+def merge(a: CpuMeasurement | None, b: CpuMeasurement) -> CpuMeasurement:
+    """Both measurements' rounds together (rounds taken at different moments of one run)."""
+    if a is None:
+        return b
+    sweep = {k: a.sweep.get(k, []) + b.sweep.get(k, []) for k in {*a.sweep, *b.sweep}}
+    return dataclasses.replace(a, gemm=a.gemm + b.gemm, sweep=sweep, seconds=a.seconds + b.seconds)
 
 
 def cpu_device(m: CpuMeasurement) -> Device:

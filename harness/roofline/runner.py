@@ -152,17 +152,30 @@ def _run(
     command: str,
     start: float,
 ) -> RooflineRun:
-    """Measure, count, analyse and validate (the report is written by the caller)."""
+    """Count, time and measure roofs (interleaved), then analyse; the caller writes the report.
+
+    The CPU roof rounds are spread over the run (one before anything, one after each model's
+    timings, the rest at the end): on a shared machine the roofs and the timings then see the
+    same background load, and the best-of roof is the best seen during the whole run.
+    """
     rc = cfg.roofline
     gpu_devices = [roofs.gpu_device(k, cfg, dtype) for k in device_keys if k != "cpu"]
-    cpu_m = None
-    devices: list[roofs.Device] = []
-    if "cpu" in device_keys:
-        log.info("roofline: measuring this CPU's roofs (sgemm, triad/copy sweep)")
-        cpu_m = roofs.measure_cpu(cfg, dtype)
-        devices.append(roofs.cpu_device(cpu_m))
-    devices += gpu_devices
-    analyses = []
+    use_cpu = "cpu" in device_keys
+    rounds_left = int(rc.cpu.noise_repeats) if use_cpu else 0
+    if use_cpu and rounds_left < 1:
+        raise HarnessError("roofline.cpu.noise_repeats must be at least 1")
+    cpu_m: roofs.CpuMeasurement | None = None
+
+    def roof_round() -> None:
+        nonlocal cpu_m, rounds_left
+        if rounds_left > 0:
+            log.info("roofline: measuring this CPU's roofs (sgemm, triad/copy sweep)")
+            cpu_m = roofs.merge(cpu_m, roofs.measure_cpu(cfg, dtype, rounds=1))
+            rounds_left -= 1
+
+    roof_round()
+    counted = []
+    v = rc.validate
     for name in names:
         t0 = time.perf_counter()
         log.info("roofline: counting %s", name)
@@ -170,42 +183,51 @@ def _run(
         profiles = counting.profile_model(
             spec.module, spec.make_inputs, list(rc.free_ops), list(rc.gather_ops)
         )
-        results = analyse(profiles, itemsize, devices, batches)
-        choices = {
-            d.key: choose_batch(results[d.key], d, float(rc.saturation_fraction)) for d in devices
-        }
         check_batch = int(rc.crosscheck_batch)
         checks = cross_check(spec, profiles, check_batch)
         bad = [c.layer for c in checks if not c.ok]
         if bad:
             log.warning("roofline: FLOP cross-check disagrees for %s", ", ".join(bad))
-        vals, note = [], None
-        v = rc.validate
+        timings: list[validate.Timing] = []
+        note = None
         if not v.enabled:
             note = "validation disabled (roofline.validate.enabled=false)"
-        elif cpu_m is None:
+        elif not use_cpu:
             note = "validation needs the cpu device in roofline.devices"
         elif dtype != "fp32":
             note = "validation runs fp32 models on the CPU: run with roofline.dtype=fp32"
         else:
             log.info("roofline: timing %s with PyTorch/onnxruntime", name)
-            vbatches = [int(b) for b in v.batch_sizes.get(name, [])]
             timings, note = validate.measure(
                 spec,
-                vbatches,
+                [int(b) for b in v.batch_sizes.get(name, [])],
                 int(v.warmup),
                 int(v.repeats),
                 bool(v.onnxruntime),
                 int(v.opset),
                 torch.get_num_threads(),
             )
-            cpu = devices[0]
-            for t in timings:
-                pred = analyse_batch([p.at(t.batch) for p in profiles], itemsize, cpu, t.batch)
-                vals.append(Validation(t, pred.time, pred.time_cache))
+            roof_round()
+        counted.append(
+            (spec, profiles, checks, check_batch, timings, note, time.perf_counter() - t0)
+        )
+    while rounds_left > 0:
+        roof_round()
+    devices: list[roofs.Device] = [roofs.cpu_device(cpu_m)] if cpu_m is not None else []
+    devices += gpu_devices
+    analyses = []
+    for spec, profiles, checks, check_batch, timings, note, seconds in counted:
+        results = analyse(profiles, itemsize, devices, batches)
+        choices = {
+            d.key: choose_batch(results[d.key], d, float(rc.saturation_fraction)) for d in devices
+        }
+        vals = []
+        for t in timings:
+            pred = analyse_batch([p.at(t.batch) for p in profiles], itemsize, devices[0], t.batch)
+            vals.append(Validation(t, pred.time, pred.time_cache))
         analyses.append(
             ModelAnalysis(
-                name,
+                spec.name,
                 spec.description,
                 profiles,
                 results,
@@ -214,7 +236,7 @@ def _run(
                 check_batch,
                 vals,
                 note,
-                time.perf_counter() - t0,
+                seconds,
             )
         )
     return RooflineRun(
