@@ -17,8 +17,23 @@ Settings are Hydra overrides of the `roofline` config group (configs/roofline/de
   roofline.validate.enabled=false        skip the PyTorch/onnxruntime timing on this CPU
   roofline.output.report=PATH.md         report path (PNG/CSV/JSON are written next to it)
 The CNN's shape comes from the model group (e.g. model.channels=32).
+Short forms model=, batch_sizes=, dtype= and devices= are aliases of the roofline.* keys
+(`harness roofline model=minilm dtype=fp16` = `... roofline.model=minilm roofline.dtype=fp16`).
 Example: harness roofline roofline.model=cnn 'roofline.batch_sizes=[1,16,256]' roofline.dtype=fp16
 """
+
+# Short forms from the issue's synopsis -> the roofline group's keys. `model=cnn` would otherwise
+# select the (default) CNN config of the `model` group and silently analyse every model.
+ALIASES = ("model", "batch_sizes", "dtype", "devices")
+
+
+def expand_aliases(overrides: list[str]) -> list[str]:
+    """Rewrite `model=...`, `batch_sizes=...`, `dtype=...`, `devices=...` to `roofline.<key>`."""
+    out = []
+    for o in overrides:
+        key = o.split("=", 1)[0]
+        out.append(f"roofline.{o}" if "=" in o and key in ALIASES else o)
+    return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
     """Analyse, write reports/roofline.md (+ PNG per model, CSV, JSON) and print the choices."""
     from harness.roofline.runner import run_roofline
 
-    cfg = compose(args.overrides)
-    command = "harness roofline" + "".join(f" {shlex.quote(o)}" for o in args.overrides)
+    overrides = expand_aliases(list(args.overrides))
+    cfg = compose(overrides)
+    command = "harness roofline" + "".join(f" {shlex.quote(o)}" for o in overrides)
     result, path = run_roofline(cfg, command)
     for a in result.models:
         for d in result.devices:

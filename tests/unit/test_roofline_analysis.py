@@ -132,3 +132,22 @@ def test_bad_overrides_are_one_line_errors(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert rc != 0 and msg in err and len(err.splitlines()) == 1, err
     assert not list(tmp_path.iterdir())  # no partial output
+
+
+def test_short_forms_are_aliases_of_the_roofline_keys():
+    from harness.commands.roofline import expand_aliases
+
+    assert expand_aliases(
+        ["model=minilm", "batch_sizes=[1,8]", "dtype=fp16", "model.channels=8"]
+    ) == [
+        "roofline.model=minilm",
+        "roofline.batch_sizes=[1,8]",
+        "roofline.dtype=fp16",
+        "model.channels=8",
+    ]
+    cfg = compose(expand_aliases(["model=cnn", "dtype=fp16", "devices=[h200]"]))
+    assert (cfg.roofline.model, cfg.roofline.dtype, list(cfg.roofline.devices)) == (
+        "cnn",
+        "fp16",
+        ["h200"],
+    )
