@@ -166,6 +166,9 @@ def count_layers(
     totals = {k: int(sum(v.values())) for k, v in counter.get_flop_counts().items()}
     children = _executed_children(names, set(order))
     layers: list[LayerCount] = []
+    if "(outside)" in recorder.counts:  # ops of the call itself, outside every module's forward
+        order.insert(0, "(outside)")
+        kinds["(outside)"] = "(outside)"
     for name in order:
         own = totals.get(name, 0) - sum(totals.get(c, 0) for c in children.get(name, []))
         rec = recorder.counts.get(name)
