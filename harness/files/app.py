@@ -1,0 +1,154 @@
+"""Python fallback file server: uvicorn + Starlette FileResponse with nginx's security rules.
+
+Used when nginx is not installed. Same behaviour as the generated nginx config: GET/HEAD only,
+no listings, hidden paths and any symlink refused, Range/ETag/Last-Modified from Starlette.
+Run: `python -m harness.files.app --root DIR --host H --port P`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import stat
+import sys
+from pathlib import Path
+
+from starlette.datastructures import Headers
+from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.staticfiles import NotModifiedResponse
+from starlette.types import Receive, Scope, Send
+
+_ALLOW = {"Allow": "GET, HEAD"}
+
+
+def _refuse(status: int) -> Response:
+    return PlainTextResponse(f"{status}\n", status_code=status)
+
+
+class SmallFileResponse(FileResponse):
+    """FileResponse that reads small whole files in one call instead of three thread hops."""
+
+    def __init__(self, path: str, stat_result: os.stat_result, small: int) -> None:
+        super().__init__(path, stat_result=stat_result, media_type="text/plain; charset=utf-8")
+        self._small = small
+
+    async def _handle_simple(self, send: Send, send_header_only: bool, send_pathsend: bool) -> None:
+        if send_header_only or self.stat_result is None or self.stat_result.st_size > self._small:
+            return await super()._handle_simple(send, send_header_only, send_pathsend)
+        # A local read of <= `small` bytes is faster than handing it to a worker thread.
+        with open(self.path, "rb") as fh:
+            body = fh.read(self.stat_result.st_size + 1)
+        if len(body) != self.stat_result.st_size:
+            # Changed since stat: close the connection rather than send a wrong Content-Length.
+            raise RuntimeError(f"{self.path} changed while being served")
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class PoolApp:
+    """ASGI app serving the regular, non-hidden, symlink-free files under `root`."""
+
+    def __init__(self, root: str | os.PathLike[str], small_file_bytes: int = 65536) -> None:
+        self.root = os.path.realpath(root)
+        if not os.path.isdir(self.root):
+            raise NotADirectoryError(f"{root} is not a folder")
+        self.small = small_file_bytes
+
+    def resolve(self, path: str) -> tuple[str, os.stat_result] | None:
+        """Map a decoded URL path to (file, stat) or None when it must not be served."""
+        if not path.startswith("/") or "\x00" in path or "\\" in path:
+            return None
+        parts = path[1:].split("/")
+        for part in parts:
+            # '' catches '//' and trailing slashes (folders), '.'/'..' and hidden names.
+            if not part or part.startswith("."):
+                return None
+        current = self.root
+        st = None
+        for part in parts:
+            current = os.path.join(current, part)
+            try:
+                st = os.lstat(current)
+            except (OSError, ValueError):
+                return None
+            if stat.S_ISLNK(st.st_mode):  # like nginx `disable_symlinks on`
+                return None
+        if st is None or not stat.S_ISREG(st.st_mode):
+            return None
+        return current, st
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one request."""
+        if scope["type"] != "http":
+            return
+        if scope["method"] not in ("GET", "HEAD"):
+            response: Response = PlainTextResponse("405\n", status_code=405, headers=_ALLOW)
+        else:
+            found = self.resolve(scope["path"])
+            if found is None:
+                response = _refuse(404)
+            else:
+                full, st = found
+                response = SmallFileResponse(full, st, self.small)
+                if _not_modified(response.headers, Headers(scope=scope)):
+                    response = NotModifiedResponse(response.headers)
+        await response(scope, receive, send)
+
+
+def _not_modified(resp: Headers, req: Headers) -> bool:
+    inm = req.get("if-none-match")
+    if inm is not None:
+        return resp["etag"] in [t.strip().removeprefix("W/") for t in inm.split(",")]
+    ims = req.get("if-modified-since")
+    return ims is not None and ims == resp["last-modified"]
+
+
+def make_app() -> PoolApp:
+    """App factory for uvicorn (and each of its workers): settings come from the environment."""
+    return PoolApp(os.environ["HARNESS_FILES_ROOT"], int(os.environ["HARNESS_FILES_SMALL"]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the fallback server in the foreground."""
+    import uvicorn
+
+    p = argparse.ArgumentParser(prog="python -m harness.files.app", description=__doc__)
+    p.add_argument("--root", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--backlog", type=int, default=2048)
+    p.add_argument("--keepalive", type=float, default=5.0)
+    p.add_argument("--max-header-bytes", type=int, default=8192)
+    p.add_argument("--small-file-bytes", type=int, default=65536)
+    p.add_argument("--workers", type=int, default=1)
+    a = p.parse_args(argv)
+    root = Path(a.root)
+    if not root.is_dir():
+        print(f"error: {root} is not a folder", file=sys.stderr)
+        return 2
+    # Workers re-import the app by name, so the settings travel in the environment.
+    os.environ["HARNESS_FILES_ROOT"] = str(root.resolve())
+    os.environ["HARNESS_FILES_SMALL"] = str(a.small_file_bytes)
+    PoolApp(root, a.small_file_bytes)  # fail here, once, on a bad root
+    uvicorn.run(
+        "harness.files.app:make_app",
+        factory=True,
+        workers=a.workers,
+        host=a.host,
+        port=a.port,
+        backlog=a.backlog,
+        timeout_keep_alive=int(a.keepalive),
+        h11_max_incomplete_event_size=a.max_header_bytes,
+        # httptools/uvloop (uvicorn[standard]) are ~2x faster than h11/asyncio; "auto" picks them.
+        http="auto",
+        loop="auto",
+        access_log=False,
+        server_header=False,
+        log_level="warning",
+        lifespan="off",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
