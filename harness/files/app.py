@@ -48,11 +48,14 @@ class SmallFileResponse(FileResponse):
 class PoolApp:
     """ASGI app serving the regular, non-hidden, symlink-free files under `root`."""
 
-    def __init__(self, root: str | os.PathLike[str], small_file_bytes: int = 65536) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], small_file_bytes: int = 65536, max_ranges: int = 16
+    ) -> None:
         self.root = os.path.realpath(root)
         if not os.path.isdir(self.root):
             raise NotADirectoryError(f"{root} is not a folder")
         self.small = small_file_bytes
+        self.max_ranges = max_ranges
 
     def resolve(self, path: str) -> tuple[str, os.stat_result] | None:
         """Map a decoded URL path to (file, stat) or None when it must not be served."""
@@ -89,6 +92,12 @@ class PoolApp:
                 response = _refuse(404)
             else:
                 full, st = found
+                rng = Headers(scope=scope).get("range")
+                if rng is not None and rng.count(",") >= self.max_ranges:
+                    # Same rule as the nginx config: more ranges than allowed is refused.
+                    response = _refuse(416)
+                    await response(scope, receive, send)
+                    return
                 response = SmallFileResponse(full, st, self.small)
                 if _not_modified(response.headers, Headers(scope=scope)):
                     response = NotModifiedResponse(response.headers)
@@ -105,7 +114,12 @@ def _not_modified(resp: Headers, req: Headers) -> bool:
 
 def make_app() -> PoolApp:
     """App factory for uvicorn (and each of its workers): settings come from the environment."""
-    return PoolApp(os.environ["HARNESS_FILES_ROOT"], int(os.environ["HARNESS_FILES_SMALL"]))
+    env = os.environ
+    return PoolApp(
+        env["HARNESS_FILES_ROOT"],
+        int(env["HARNESS_FILES_SMALL"]),
+        int(env["HARNESS_FILES_MAX_RANGES"]),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-header-bytes", type=int, default=8192)
     p.add_argument("--small-file-bytes", type=int, default=65536)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--max-ranges", type=int, default=16)
     a = p.parse_args(argv)
     root = Path(a.root)
     if not root.is_dir():
@@ -129,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     # Workers re-import the app by name, so the settings travel in the environment.
     os.environ["HARNESS_FILES_ROOT"] = str(root.resolve())
     os.environ["HARNESS_FILES_SMALL"] = str(a.small_file_bytes)
-    PoolApp(root, a.small_file_bytes)  # fail here, once, on a bad root
+    os.environ["HARNESS_FILES_MAX_RANGES"] = str(a.max_ranges)
+    PoolApp(root, a.small_file_bytes, a.max_ranges)  # fail here, once, on a bad root
     uvicorn.run(
         "harness.files.app:make_app",
         factory=True,

@@ -130,6 +130,8 @@ class LocalFileServer:
             str(p["small_file_bytes"]),
             "--workers",
             str(p["workers"]),
+            "--max-ranges",
+            str(self.scfg["nginx"]["max_ranges"]),  # one limit for both servers
         ]
 
     @property
