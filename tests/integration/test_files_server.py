@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from harness.files.pool import MANIFEST, PoolSpec, build_pool, parse_manifest
-from harness.files.verify import ERROR, MISMATCH, MISSING, OK, Verifier
+from harness.files.verify import ERROR, MISMATCH, OK, Verifier
 from harness.paths import ROOT
 from harness.services import free_port, http_ok, wait_until
 from harness.services.fileserver import LocalFileServer
