@@ -347,3 +347,21 @@ def test_manifest_only_pool_served_and_verified(tmp_path: Path, files_cfg) -> No
     with LocalFileServer(pool.root, files_cfg.files.server) as srv:
         r = _cli("files", "verify", srv.url)
     assert r.returncode == 0 and "OK: 20 files, 20 ok" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.docker
+def test_docker_nginx_image_serves_the_pool(files_pool, files_cfg) -> None:
+    from harness.services.fileserver import DockerFileServer
+    from harness.testing.plugin import require_docker
+
+    require_docker()
+    with_srv = DockerFileServer(files_pool.root, files_cfg.files.server)
+    with_srv.start()
+    try:
+        assert raw(with_srv.url, "/link-out.txt")[0] >= 400
+        v = Verifier(with_srv.url, jobs=4)
+        report = v.run(progress=False)
+        v.close()
+    finally:
+        with_srv.stop()
+    assert report.ok and report.total == files_pool.count

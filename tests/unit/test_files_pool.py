@@ -229,3 +229,14 @@ def test_cli_build_then_manifest_only(tmp_path: Path, capsys: pytest.CaptureFixt
     assert plan_pool(PoolSpec(count=7, seed=5))[0][1] in [
         p.read_bytes() for p in root.rglob("*") if p.is_file()
     ]
+
+
+def test_choose_impl_falls_back_without_nginx() -> None:
+    from harness.services.fileserver import choose_impl
+
+    assert choose_impl("auto", "no-such-nginx-binary") == "python"
+    assert choose_impl("python", "no-such-nginx-binary") == "python"
+    with pytest.raises(HarnessError, match="nginx is not installed"):
+        choose_impl("nginx", "no-such-nginx-binary")
+    with pytest.raises(HarnessError, match="unknown file server"):
+        choose_impl("apache")
