@@ -49,13 +49,18 @@ class PoolApp:
     """ASGI app serving the regular, non-hidden, symlink-free files under `root`."""
 
     def __init__(
-        self, root: str | os.PathLike[str], small_file_bytes: int = 65536, max_ranges: int = 16
+        self,
+        root: str | os.PathLike[str],
+        small_file_bytes: int = 65536,
+        max_ranges: int = 16,
+        max_header_bytes: int = 8192,
     ) -> None:
         self.root = os.path.realpath(root)
         if not os.path.isdir(self.root):
             raise NotADirectoryError(f"{root} is not a folder")
         self.small = small_file_bytes
         self.max_ranges = max_ranges
+        self.max_header_bytes = max_header_bytes
 
     def resolve(self, path: str) -> tuple[str, os.stat_result] | None:
         """Map a decoded URL path to (file, stat) or None when it must not be served."""
@@ -84,8 +89,11 @@ class PoolApp:
         """Serve one request."""
         if scope["type"] != "http":
             return
-        if scope["method"] not in ("GET", "HEAD"):
-            response: Response = PlainTextResponse("405\n", status_code=405, headers=_ALLOW)
+        if sum(len(k) + len(v) for k, v in scope["headers"]) > self.max_header_bytes:
+            # httptools has no header-size limit of its own; nginx refuses these with 400.
+            response: Response = _refuse(431)
+        elif scope["method"] not in ("GET", "HEAD"):
+            response = PlainTextResponse("405\n", status_code=405, headers=_ALLOW)
         else:
             found = self.resolve(scope["path"])
             if found is None:
@@ -119,6 +127,7 @@ def make_app() -> PoolApp:
         env["HARNESS_FILES_ROOT"],
         int(env["HARNESS_FILES_SMALL"]),
         int(env["HARNESS_FILES_MAX_RANGES"]),
+        int(env["HARNESS_FILES_MAX_HEADER_BYTES"]),
     )
 
 
@@ -145,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["HARNESS_FILES_ROOT"] = str(root.resolve())
     os.environ["HARNESS_FILES_SMALL"] = str(a.small_file_bytes)
     os.environ["HARNESS_FILES_MAX_RANGES"] = str(a.max_ranges)
-    PoolApp(root, a.small_file_bytes, a.max_ranges)  # fail here, once, on a bad root
+    os.environ["HARNESS_FILES_MAX_HEADER_BYTES"] = str(a.max_header_bytes)
+    PoolApp(
+        root, a.small_file_bytes, a.max_ranges, a.max_header_bytes
+    )  # fail here, once, on a bad root
     uvicorn.run(
         "harness.files.app:make_app",
         factory=True,
