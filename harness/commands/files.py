@@ -155,6 +155,7 @@ def _verify(args: argparse.Namespace, cfg) -> int:
 
 def _nginx(args: argparse.Namespace, cfg) -> int:
     from harness.files import nginx
+    from harness.paths import resolve
 
     ncfg = cfg.files.server.nginx
     if args.container:
@@ -163,6 +164,6 @@ def _nginx(args: argparse.Namespace, cfg) -> int:
     if not args.dir:
         raise HarnessError("give the pool folder, or --container for the image config")
     port = args.port or 8080
-    runtime = Path(cfg.files.server.runtime_dir).resolve() / f"nginx-{port}"
+    runtime = resolve(cfg.files.server.runtime_dir) / f"nginx-{port}"
     sys.stdout.write(nginx.render(args.dir, f"{cfg.files.server.host}:{port}", runtime, ncfg))
     return 0

@@ -16,6 +16,7 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.files import nginx as nginx_conf
 from harness.files.pool import MANIFEST
+from harness.paths import resolve
 from harness.services.base import (
     ExternalService,
     LocalProcess,
@@ -78,7 +79,7 @@ class LocalFileServer:
         self.wrap = list(wrap)  # e.g. ["ip", "netns", "exec", NS]: run inside another host
         base = f"http://{_host_for_url(self.host)}:{self.port}"
         check = ready_check or (lambda url: http_ok(url, expect=_HEALTHY))
-        self.runtime = Path(scfg["runtime_dir"]).resolve() / f"{self.impl}-{self.port}"
+        self.runtime = resolve(scfg["runtime_dir"]) / f"{self.impl}-{self.port}"
         self.runtime.mkdir(parents=True, exist_ok=True)
         self._proc = LocalProcess(
             self.name,
@@ -205,7 +206,7 @@ class DockerFileServer:
         from testcontainers.core.container import DockerContainer
 
         ncfg = self.scfg["nginx"]
-        conf = Path(self.scfg["runtime_dir"]).resolve() / "docker" / "nginx.conf"
+        conf = resolve(self.scfg["runtime_dir"]) / "docker" / "nginx.conf"
         conf.parent.mkdir(parents=True, exist_ok=True)
         conf.write_text(nginx_conf.render_container(ncfg))
         port = int(ncfg["container_port"])
