@@ -32,13 +32,17 @@ class SmallFileResponse(FileResponse):
         super().__init__(path, stat_result=stat_result, media_type="text/plain; charset=utf-8")
         self._small = small
 
-    async def _handle_simple(self, send: Send, send_header_only: bool, send_pathsend: bool) -> None:
-        if send_header_only or self.stat_result is None or self.stat_result.st_size > self._small:
-            return await super()._handle_simple(send, send_header_only, send_pathsend)
-        # A local read of <= `small` bytes is faster than handing it to a worker thread.
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        st = self.stat_result
+        plain_get = scope["method"] == "GET" and not any(k == b"range" for k, _ in scope["headers"])
+        if not plain_get or st is None or st.st_size > self._small:
+            # HEAD, Range, big files: Starlette's own path (ranges, streaming, disconnects).
+            return await super().__call__(scope, receive, send)
+        # A whole small file in one read and one send: no thread hops, no per-request task
+        # group (uvicorn reports ASGI 2.3, which makes FileResponse spawn one).
         with open(self.path, "rb") as fh:
-            body = fh.read(self.stat_result.st_size + 1)
-        if len(body) != self.stat_result.st_size:
+            body = fh.read(st.st_size + 1)
+        if len(body) != st.st_size:
             # Changed since stat: close the connection rather than send a wrong Content-Length.
             raise RuntimeError(f"{self.path} changed while being served")
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
