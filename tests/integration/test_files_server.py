@@ -376,3 +376,13 @@ def test_docker_nginx_image_serves_the_pool(files_pool, files_cfg) -> None:
     finally:
         with_srv.stop()
     assert report.ok and report.total == files_pool.count
+
+
+def test_run_demo(tmp_path: Path) -> None:
+    from harness.config import compose
+    from harness.files.demo import run_demo
+
+    cfg = compose([f"paths.work_dir={tmp_path}", "files.demo.count=40"])
+    lines = run_demo(cfg)
+    assert "40 files served by" in lines[0] and lines[1].startswith("OK: 40 files, 40 ok")
+    assert not list((tmp_path / "files").glob("demo-*"))  # its pool is cleaned up
