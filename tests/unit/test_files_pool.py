@@ -188,19 +188,6 @@ def test_nginx_config_renders_security_rules(tmp_path: Path, files_cfg) -> None:
     assert r.returncode == 0, r.stderr
 
 
-def test_committed_container_config_is_current(files_cfg, tmp_path: Path) -> None:
-    committed = ROOT / "configs" / "files" / "nginx.container.conf"
-    fresh = nginx.render_container(files_cfg.files.server.nginx)
-    regen = "harness files nginx-config --container > configs/files/nginx.container.conf"
-    assert committed.read_text() == fresh, f"regenerate: {regen}"
-    binary = nginx.nginx_binary()
-    if binary is None:
-        pytest.skip("nginx not installed: syntax check skipped")
-    argv = [binary, "-t", "-c", str(committed), "-p", str(tmp_path), "-e", str(tmp_path / "e")]
-    r = subprocess.run(argv, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-
-
 def test_cli_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from harness.cli import main
 
