@@ -23,7 +23,6 @@ from harness.files.pool import (
     write_manifest,
 )
 from harness.files.verify import _unsafe, base_url
-from harness.paths import ROOT
 from harness.testing.fixtures_files import make_attack_pool
 
 
