@@ -1,0 +1,301 @@
+// Cosine similarity on strided matrices: one BLAS product for the dot products, row norms
+// computed once, the scaling done in place on the output while it is still in cache.
+//
+// Header-only and free of Python so the C++ unit tests (tests/cpp) exercise the same code.
+#pragma once
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "blas.hpp"
+
+// The hot loops are compiled for AVX-512, AVX2 and baseline x86-64; the loader picks one at run
+// time, so the built extension stays portable while using the wide vectors where they exist.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define HK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define HK_CLONES
+#endif
+
+namespace harness_kernels {
+
+using idx = std::int64_t;
+
+// A read-only 2-D view: element (i, k) lives at data[i * rs + k * cs] (strides in elements).
+template <class T>
+struct View {
+    const T* data;
+    idx rows;
+    idx cols;
+    idx rs;
+    idx cs;
+};
+
+// How BLAS sees a view as a row-major operand: `trans` means the view is stored column-major.
+struct Layout {
+    bool ok;
+    bool trans;
+    idx ld;
+};
+
+// Describe (rows x cols, strides rs/cs) for BLAS without copying; ok=false when impossible.
+inline Layout blas_layout(idx rows, idx cols, idx rs, idx cs) {
+    const idx bmax = INT_MAX;
+    if (rs < 0 || cs < 0) return {false, false, 0};
+    // Row-major: unit column stride (any stride works for a single column).
+    if ((cs == 1 || cols <= 1) && (rows <= 1 || rs >= std::max<idx>(1, cols))) {
+        idx ld = rows <= 1 ? std::max<idx>(1, cols) : rs;
+        if (ld <= bmax) return {true, false, ld};
+    }
+    // Column-major: unit row stride (any stride works for a single row).
+    if ((rs == 1 || rows <= 1) && (cols <= 1 || cs >= std::max<idx>(1, rows))) {
+        idx ld = cols <= 1 ? std::max<idx>(1, rows) : cs;
+        if (ld <= bmax) return {true, true, ld};
+    }
+    return {false, false, 0};
+}
+
+template <class T>
+Layout blas_layout(const View<T>& v) {
+    return blas_layout(v.rows, v.cols, v.rs, v.cs);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vectorized loops (non-template so that target_clones applies; one overload per dtype).
+
+#define HK_DEFINE_LOOPS(T)                                                                       \
+    /* out[i] = sum_k x[i, k]^2 for rows with unit column stride. */                            \
+    HK_CLONES inline void sumsq_rows(const T* x, idx rows, idx cols, idx rs, T* out) {          \
+        for (idx i = 0; i < rows; ++i) {                                                         \
+            const T* r = x + i * rs;                                                             \
+            T s = 0;                                                                             \
+            _Pragma("omp simd reduction(+ : s)") for (idx k = 0; k < cols; ++k) s += r[k] * r[k]; \
+            out[i] = s;                                                                          \
+        }                                                                                        \
+    }                                                                                            \
+    /* out[i] = sum_k x[i, k]^2 for columns with unit row stride: sweep column by column. */     \
+    HK_CLONES inline void sumsq_cols(const T* x, idx rows, idx cols, idx cs, T* out) {          \
+        for (idx i = 0; i < rows; ++i) out[i] = 0;                                               \
+        for (idx k = 0; k < cols; ++k) {                                                         \
+            const T* c = x + k * cs;                                                             \
+            _Pragma("omp simd") for (idx i = 0; i < rows; ++i) out[i] += c[i] * c[i];            \
+        }                                                                                        \
+    }                                                                                            \
+    /* c[i, j] = clip(c[i, j] * ra[i] * rb[j], -1, 1); NaN stays NaN. */                         \
+    HK_CLONES inline void scale_clip(T* c, idx rows, idx cols, idx ldc, const T* ra,            \
+                                     const T* rb) {                                              \
+        for (idx i = 0; i < rows; ++i) {                                                         \
+            T* row = c + i * ldc;                                                                \
+            const T s = ra[i];                                                                   \
+            _Pragma("omp simd") for (idx j = 0; j < cols; ++j) {                                 \
+                T v = row[j] * s * rb[j];                                                        \
+                v = v > T(1) ? T(1) : v;                                                         \
+                v = v < T(-1) ? T(-1) : v;                                                       \
+                row[j] = v;                                                                      \
+            }                                                                                    \
+        }                                                                                        \
+    }                                                                                            \
+    /* dots[i] = <x_i, q>, sq[i] = |x_i|^2 in one pass over rows with unit column stride. */     \
+    HK_CLONES inline void dot_sumsq_rows(const T* x, idx rows, idx cols, idx rs, const T* q,    \
+                                         T* dots, T* sq) {                                       \
+        for (idx i = 0; i < rows; ++i) {                                                         \
+            const T* r = x + i * rs;                                                             \
+            T d = 0, s = 0;                                                                      \
+            _Pragma("omp simd reduction(+ : d, s)") for (idx k = 0; k < cols; ++k) {             \
+                d += r[k] * q[k];                                                                \
+                s += r[k] * r[k];                                                                \
+            }                                                                                    \
+            dots[i] = d;                                                                         \
+            sq[i] = s;                                                                           \
+        }                                                                                        \
+    }                                                                                            \
+    /* Row-wise <a_i, b_i>, |a_i|^2, |b_i|^2 for rows with unit column stride. */                \
+    HK_CLONES inline void paired_rows(const T* a, idx ars, const T* b, idx brs, idx rows,       \
+                                      idx cols, T* dot, T* na, T* nb) {                          \
+        for (idx i = 0; i < rows; ++i) {                                                         \
+            const T* x = a + i * ars;                                                            \
+            const T* y = b + i * brs;                                                            \
+            T d = 0, sx = 0, sy = 0;                                                             \
+            _Pragma("omp simd reduction(+ : d, sx, sy)") for (idx k = 0; k < cols; ++k) {        \
+                d += x[k] * y[k];                                                                \
+                sx += x[k] * x[k];                                                               \
+                sy += y[k] * y[k];                                                               \
+            }                                                                                    \
+            dot[i] = d;                                                                          \
+            na[i] = sx;                                                                          \
+            nb[i] = sy;                                                                          \
+        }                                                                                        \
+    }                                                                                            \
+    /* Same for columns with unit row stride: accumulate column by column into O(rows) sums. */  \
+    HK_CLONES inline void paired_cols(const T* a, idx acs, const T* b, idx bcs, idx rows,       \
+                                      idx cols, T* dot, T* na, T* nb) {                          \
+        for (idx i = 0; i < rows; ++i) dot[i] = na[i] = nb[i] = 0;                               \
+        for (idx k = 0; k < cols; ++k) {                                                         \
+            const T* x = a + k * acs;                                                            \
+            const T* y = b + k * bcs;                                                            \
+            _Pragma("omp simd") for (idx i = 0; i < rows; ++i) {                                 \
+                dot[i] += x[i] * y[i];                                                           \
+                na[i] += x[i] * x[i];                                                            \
+                nb[i] += y[i] * y[i];                                                            \
+            }                                                                                    \
+        }                                                                                        \
+    }
+
+HK_DEFINE_LOOPS(float)
+HK_DEFINE_LOOPS(double)
+#undef HK_DEFINE_LOOPS
+
+// 1/sqrt(s): 0 for a zero vector (cosine 0 with everything), NaN when the row held NaN/inf.
+template <class T>
+inline T inv_norm(T s) {
+    if (s == T(0)) return T(0);
+    if (!(s <= std::numeric_limits<T>::max())) return std::numeric_limits<T>::quiet_NaN();
+    return T(1) / std::sqrt(s);
+}
+
+// out[i] = |v_i|^2 for any layout (BLAS-compatible layouts take the vectorized loops).
+template <class T>
+void row_sumsq(const View<T>& v, T* out) {
+    if (v.cs == 1 || v.cols <= 1) {
+        sumsq_rows(v.data, v.rows, v.cols, v.rs, out);
+    } else if (v.rs == 1 || v.rows <= 1) {
+        sumsq_cols(v.data, v.rows, v.cols, v.cs, out);
+    } else {
+        for (idx i = 0; i < v.rows; ++i) {
+            T s = 0;
+            for (idx k = 0; k < v.cols; ++k) {
+                const T x = v.data[i * v.rs + k * v.cs];
+                s += x * x;
+            }
+            out[i] = s;
+        }
+    }
+}
+
+template <class T>
+void inv_row_norms(const View<T>& v, T* out) {
+    row_sumsq(v, out);
+    for (idx i = 0; i < v.rows; ++i) out[i] = inv_norm(out[i]);
+}
+
+struct Options {
+    // Output rows per ?gemm call are chosen so that one block of the output is at most this many
+    // bytes: the block is scaled right after BLAS wrote it, while it is still in cache.
+    // 0 means the whole output in one call.
+    idx block_bytes = 0;
+};
+
+inline void check_blas_dim(idx n, const char* what) {
+    if (n > INT_MAX)
+        throw std::length_error(std::string(what) + " = " + std::to_string(n) +
+                                " exceeds the 32-bit BLAS limit");
+}
+
+// out (N x M, row stride ldo) = cosine of every row of a with every row of b.
+// Extra memory: N + M values. Both views must have a BLAS layout (see blas_layout).
+template <class T>
+void cosine(const View<T>& a, const View<T>& b, T* out, idx ldo, const Options& opt = {}) {
+    if (a.cols != b.cols) throw std::invalid_argument("a and b have different feature sizes");
+    const idx n = a.rows, m = b.rows, d = a.cols;
+    if (n == 0 || m == 0) return;
+    if (d == 0) {  // every vector is empty, hence zero: cosine 0 by definition
+        for (idx i = 0; i < n; ++i) std::fill(out + i * ldo, out + i * ldo + m, T(0));
+        return;
+    }
+    const Layout la = blas_layout(a), lb = blas_layout(b);
+    if (!la.ok || !lb.ok) throw std::invalid_argument("input strides are not BLAS-compatible");
+    check_blas_dim(m, "M");
+    check_blas_dim(d, "D");
+    check_blas_dim(ldo, "output row stride");
+
+    const bool same = a.data == b.data && n == m && a.rs == b.rs && a.cs == b.cs;
+    std::vector<T> norms(same ? n : n + m);
+    T* ra = norms.data();
+    T* rb = same ? ra : ra + n;
+    inv_row_norms(a, ra);
+    if (!same) inv_row_norms(b, rb);
+
+    if (n == 1 || m == 1) {
+        // One vector against a set: a matrix-vector product (gemm would forward to it anyway).
+        // out is C-contiguous N x M, so its N*M values are contiguous either way.
+        const bool query_is_a = n == 1;
+        const View<T>& mat = query_is_a ? b : a;
+        const View<T>& vec = query_is_a ? a : b;
+        const Layout lm = query_is_a ? lb : la;
+        const idx incx = vec.cols <= 1 ? 1 : vec.cs;
+        const idx incy = query_is_a ? 1 : ldo;
+        check_blas_dim(mat.rows, "number of rows");
+        check_blas_dim(incx, "query stride");
+        check_blas_dim(incy, "output stride");
+        // mat is (rows x d); as a row-major BLAS matrix it is mat (trans=false) or mat^T.
+        if (!lm.trans)
+            blas::gemv(false, (blas::bint)mat.rows, (blas::bint)d, mat.data, (blas::bint)lm.ld,
+                       vec.data, (blas::bint)incx, out, (blas::bint)incy);
+        else
+            blas::gemv(true, (blas::bint)d, (blas::bint)mat.rows, mat.data, (blas::bint)lm.ld,
+                       vec.data, (blas::bint)incx, out, (blas::bint)incy);
+        scale_clip(out, query_is_a ? 1 : n, query_is_a ? m : 1, ldo, ra, rb);
+        return;
+    }
+
+    idx block = n;
+    if (opt.block_bytes > 0)
+        block = std::max<idx>(1, opt.block_bytes / (m * (idx)sizeof(T)));
+    block = std::min<idx>(block, INT_MAX);
+    for (idx i0 = 0; i0 < n; i0 += block) {
+        const idx rows = std::min(block, n - i0);
+        // Row i0 of a: row-major storage advances by rs per row, column-major by 1 (rs == 1).
+        const T* ablk = a.data + i0 * (la.trans ? (idx)1 : a.rs);
+        // op(B) must be B^T (d x m): row-major B needs the transpose, column-major B already is.
+        blas::gemm(la.trans, !lb.trans, (blas::bint)rows, (blas::bint)m, (blas::bint)d, ablk,
+                   (blas::bint)la.ld, b.data, (blas::bint)lb.ld, out + i0 * ldo,
+                   (blas::bint)ldo);
+        scale_clip(out + i0 * ldo, rows, m, ldo, ra + i0, rb);
+    }
+}
+
+// out[i] = cosine(a_i, b_i) for two views of the same shape (any non-negative strides).
+template <class T>
+void paired_cosine(const View<T>& a, const View<T>& b, T* out) {
+    if (a.rows != b.rows || a.cols != b.cols)
+        throw std::invalid_argument("a and b have different shapes");
+    const idx n = a.rows, d = a.cols;
+    if (n == 0) return;
+    std::vector<T> buf(2 * (size_t)n);
+    T* na = buf.data();
+    T* nb = na + n;
+    const bool rows_unit = (a.cs == 1 || d <= 1) && (b.cs == 1 || d <= 1);
+    const bool cols_unit = (a.rs == 1 || n <= 1) && (b.rs == 1 || n <= 1);
+    if (rows_unit) {
+        paired_rows(a.data, a.rs, b.data, b.rs, n, d, out, na, nb);
+    } else if (cols_unit) {
+        paired_cols(a.data, a.cs, b.data, b.cs, n, d, out, na, nb);
+    } else {
+        for (idx i = 0; i < n; ++i) {
+            T dd = 0, sx = 0, sy = 0;
+            for (idx k = 0; k < d; ++k) {
+                const T x = a.data[i * a.rs + k * a.cs], y = b.data[i * b.rs + k * b.cs];
+                dd += x * y;
+                sx += x * x;
+                sy += y * y;
+            }
+            out[i] = dd;
+            na[i] = sx;
+            nb[i] = sy;
+        }
+    }
+    for (idx i = 0; i < n; ++i) {
+        T v = out[i] * inv_norm(na[i]) * inv_norm(nb[i]);
+        v = v > T(1) ? T(1) : v;
+        v = v < T(-1) ? T(-1) : v;
+        out[i] = v;
+    }
+}
+
+}  // namespace harness_kernels
