@@ -73,8 +73,8 @@ ext = Pybind11Extension(
     library_dirs=blas["library_dirs"],
     libraries=blas["libraries"],
     define_macros=blas["define_macros"],
-    extra_compile_args=["-O3", "-fopenmp-simd"],
-    extra_link_args=blas["extra_link_args"],
+    extra_compile_args=["-O3", "-fopenmp-simd", "-pthread"],
+    extra_link_args=["-pthread", *blas["extra_link_args"]],
     cxx_std=17,
 )
 

@@ -24,7 +24,10 @@ __all__ = ["cosine_similarity", "paired_cosine_similarity", "blas_info"]
 BLAS: str = _cosine.BLAS
 # Output rows per BLAS call are chosen so one block of the output is at most this many bytes;
 # each block is scaled right after BLAS wrote it, while it is still in cache (0: one call).
-BLOCK_BYTES: int = 16 << 20
+BLOCK_BYTES: int = 0
+# The in-place scaling of outputs with at least this many elements is split over OpenBLAS's
+# thread count (a memory-bound pass one core cannot saturate).
+PARALLEL_MIN_ELEMENTS: int = 1 << 20
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
@@ -78,7 +81,7 @@ def cosine_similarity(
         out = np.empty(shape, dt)
     else:
         _check_out(out, shape, dt, a, b)
-    _cosine.cosine(a, b, out, BLOCK_BYTES)
+    _cosine.cosine(a, b, out, BLOCK_BYTES, PARALLEL_MIN_ELEMENTS)
     return out
 
 

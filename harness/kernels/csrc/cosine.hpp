@@ -11,6 +11,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "blas.hpp"
@@ -186,10 +187,26 @@ void inv_row_norms(const View<T>& v, T* out) {
 
 struct Options {
     // Output rows per ?gemm call are chosen so that one block of the output is at most this many
-    // bytes: the block is scaled right after BLAS wrote it, while it is still in cache.
-    // 0 means the whole output in one call.
+    // bytes: the block is scaled right after BLAS wrote it. 0 means the whole output in one call.
     idx block_bytes = 0;
+    // The in-place scaling pass is split over as many threads as OpenBLAS uses once the output
+    // has at least this many elements (a memory-bound pass one core cannot saturate). 0: never.
+    idx parallel_min_elements = 0;
 };
+
+// Run fn(r0, r1) over [0, rows) split into `threads` contiguous chunks, the caller taking one.
+template <class Fn>
+void parallel_rows(idx rows, int threads, Fn fn) {
+    if (threads <= 1 || rows < 2) {
+        fn(idx(0), rows);
+        return;
+    }
+    const idx chunk = (rows + threads - 1) / threads;
+    std::vector<std::thread> pool;
+    for (idx r0 = chunk; r0 < rows; r0 += chunk) pool.emplace_back(fn, r0, std::min(rows, r0 + chunk));
+    fn(idx(0), std::min(rows, chunk));
+    for (auto& t : pool) t.join();
+}
 
 inline void check_blas_dim(idx n, const char* what) {
     if (n > INT_MAX)
@@ -256,7 +273,10 @@ void cosine(const View<T>& a, const View<T>& b, T* out, idx ldo, const Options& 
         blas::gemm(la.trans, !lb.trans, (blas::bint)rows, (blas::bint)m, (blas::bint)d, ablk,
                    (blas::bint)la.ld, b.data, (blas::bint)lb.ld, out + i0 * ldo,
                    (blas::bint)ldo);
-        scale_clip(out + i0 * ldo, rows, m, ldo, ra + i0, rb);
+        const bool par = opt.parallel_min_elements > 0 && rows * m >= opt.parallel_min_elements;
+        parallel_rows(rows, par ? blas::num_threads() : 1, [&](idx r0, idx r1) {
+            scale_clip(out + (i0 + r0) * ldo, r1 - r0, m, ldo, ra + i0 + r0, rb);
+        });
     }
 }
 
