@@ -72,10 +72,11 @@ double tol() {
 }
 
 template <class T>
-std::vector<T> run(const Mat<T>& a, const Mat<T>& b, idx block_bytes = 0) {
+std::vector<T> run(const Mat<T>& a, const Mat<T>& b, idx block_bytes = 0, idx parallel_min = 0) {
     std::vector<T> out((size_t)std::max<idx>(1, a.rows * b.rows), T(-7));
     hk::Options opt;
     opt.block_bytes = block_bytes;
+    opt.parallel_min_elements = parallel_min;
     hk::cosine<T>(a.view(), b.view(), out.data(), b.rows, opt);
     return out;
 }
@@ -138,6 +139,7 @@ void test_blocks() {
     for (idx rows : {1, 3, 7, 49, 50, 1000}) {
         auto out = run(a, b, rows * b.rows * (idx)sizeof(float));
         expect_oracle(a, b, out, "blocked");
+        expect_oracle(a, b, run(a, b, rows * b.rows * (idx)sizeof(float), 1), "blocked threaded");
     }
     Mat<float> af(50, 40, true, 2);
     fill(af, 3);
@@ -152,6 +154,8 @@ void single_vector_t() {
         fill(m, 6);
         expect_oracle(q, m, run(q, m), "1 x M");
         expect_oracle(m, q, run(m, q), "N x 1");
+        expect_oracle(q, m, run(q, m, 0, 1), "1 x M threaded");
+        expect_oracle(m, q, run(m, q, 0, 1), "N x 1 threaded");
     }
     // a query that is a strided row: column 2 of a column-major (384 x 5) matrix is contiguous,
     // row 3 of a row-major one has stride 5.

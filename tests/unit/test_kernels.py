@@ -80,13 +80,29 @@ def test_large_d_and_self_similarity(dtype: type) -> None:
     np.testing.assert_allclose(np.diag(got), 1.0, rtol=0, atol=TOL[dtype])
 
 
-def test_blocked_output_matches(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("threaded", [False, True])
+def test_blocked_output_matches(monkeypatch: pytest.MonkeyPatch, threaded: bool) -> None:
     """Output processed in many row blocks (one BLAS call each) gives the same cosines."""
     import harness.kernels as hk
 
     a, b = rand((101, 50), np.float32, 4), rand((77, 50), np.float32, 5)
     monkeypatch.setattr(hk, "BLOCK_BYTES", 7 * 77 * 4)
+    monkeypatch.setattr(hk, "PARALLEL_MIN_ELEMENTS", 1 if threaded else 0)
     np.testing.assert_allclose(cosine_similarity(a, b), oracle(a, b), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_single_vector_paths(monkeypatch: pytest.MonkeyPatch, threaded: bool, order: str) -> None:
+    """One query against a set (and a set against one vector): the fused single-pass path."""
+    import harness.kernels as hk
+
+    monkeypatch.setattr(hk, "PARALLEL_MIN_ELEMENTS", 1 if threaded else 0)
+    q, s = rand((1, 384), np.float32, 22), np.asarray(rand((1001, 384), np.float32, 23), order=order)
+    s[5] = 0
+    np.testing.assert_allclose(cosine_similarity(q, s), oracle(q, s), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(cosine_similarity(s, q), oracle(s, q), rtol=0, atol=1e-5)
+    assert cosine_similarity(q, s)[0, 5] == 0
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

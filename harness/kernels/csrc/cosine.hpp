@@ -235,29 +235,56 @@ void cosine(const View<T>& a, const View<T>& b, T* out, idx ldo, const Options& 
     std::vector<T> norms(same ? n : n + m);
     T* ra = norms.data();
     T* rb = same ? ra : ra + n;
-    inv_row_norms(a, ra);
-    if (!same) inv_row_norms(b, rb);
+    const bool single = n == 1 || m == 1;
+    // With a single vector only its own norm is needed up front (the fused pass does the set).
+    if (!single || n == 1) inv_row_norms(a, ra);
+    if (!same && (!single || n != 1)) inv_row_norms(b, rb);
 
     if (n == 1 || m == 1) {
-        // One vector against a set: a matrix-vector product (gemm would forward to it anyway).
-        // out is C-contiguous N x M, so its N*M values are contiguous either way.
+        // One vector against a set: memory-bound, so one fused pass reads each row of the set
+        // once for both its dot product with the vector and its norm (BLAS gemv would need a
+        // second pass for the norms), split over OpenBLAS's thread count for large sets.
         const bool query_is_a = n == 1;
         const View<T>& mat = query_is_a ? b : a;
         const View<T>& vec = query_is_a ? a : b;
-        const Layout lm = query_is_a ? lb : la;
-        const idx incx = vec.cols <= 1 ? 1 : vec.cs;
-        const idx incy = query_is_a ? 1 : ldo;
-        check_blas_dim(mat.rows, "number of rows");
-        check_blas_dim(incx, "query stride");
-        check_blas_dim(incy, "output stride");
-        // mat is (rows x d); as a row-major BLAS matrix it is mat (trans=false) or mat^T.
-        if (!lm.trans)
-            blas::gemv(false, (blas::bint)mat.rows, (blas::bint)d, mat.data, (blas::bint)lm.ld,
-                       vec.data, (blas::bint)incx, out, (blas::bint)incy);
-        else
-            blas::gemv(true, (blas::bint)d, (blas::bint)mat.rows, mat.data, (blas::bint)lm.ld,
-                       vec.data, (blas::bint)incx, out, (blas::bint)incy);
-        scale_clip(out, query_is_a ? 1 : n, query_is_a ? m : 1, ldo, ra, rb);
+        const T rq = query_is_a ? ra[0] : rb[0];
+        T* rm = query_is_a ? rb : ra;  // filled with the set's squared norms below
+        const idx rows = mat.rows;
+        const idx step = query_is_a ? 1 : ldo;  // out is C-contiguous (1 x m) or (n x 1)
+        std::vector<T> qbuf;
+        const T* q = vec.data;
+        if (vec.cs != 1 && d > 1) {  // a strided query: gather it once (d values)
+            qbuf.resize((size_t)d);
+            for (idx k = 0; k < d; ++k) qbuf[(size_t)k] = vec.data[k * vec.cs];
+            q = qbuf.data();
+        }
+        auto work = [&](idx r0, idx r1) {
+            std::vector<T> dots;
+            T* dst = out + r0 * step;
+            if (step != 1) {
+                dots.resize((size_t)(r1 - r0));
+                dst = dots.data();
+            }
+            if (mat.cs == 1 || d <= 1) {
+                dot_sumsq_rows(mat.data + r0 * mat.rs, r1 - r0, d, mat.rs, q, dst, rm + r0);
+            } else {  // column-major set: dot products by columns, then the norms
+                for (idx i = r0; i < r1; ++i) dst[i - r0] = 0;
+                for (idx k = 0; k < d; ++k) {
+                    const T qk = q[k];
+                    const T* c = mat.data + k * mat.cs + r0;
+                    _Pragma("omp simd") for (idx i = 0; i < r1 - r0; ++i) dst[i] += c[i] * qk;
+                }
+                row_sumsq(View<T>{mat.data + r0, r1 - r0, d, mat.rs, mat.cs}, rm + r0);
+            }
+            for (idx i = r0; i < r1; ++i) {
+                T v = dst[i - r0] * rq * inv_norm(rm[i]);
+                v = v > T(1) ? T(1) : v;
+                v = v < T(-1) ? T(-1) : v;
+                out[i * step] = v;
+            }
+        };
+        const bool par = opt.parallel_min_elements > 0 && rows * d >= opt.parallel_min_elements;
+        parallel_rows(rows, par ? blas::num_threads() : 1, work);
         return;
     }
 
