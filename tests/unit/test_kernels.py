@@ -98,7 +98,8 @@ def test_single_vector_paths(monkeypatch: pytest.MonkeyPatch, threaded: bool, or
     import harness.kernels as hk
 
     monkeypatch.setattr(hk, "PARALLEL_MIN_ELEMENTS", 1 if threaded else 0)
-    q, s = rand((1, 384), np.float32, 22), np.asarray(rand((1001, 384), np.float32, 23), order=order)
+    q = rand((1, 384), np.float32, 22)
+    s = np.asarray(rand((1001, 384), np.float32, 23), order=order)
     s[5] = 0
     np.testing.assert_allclose(cosine_similarity(q, s), oracle(q, s), rtol=0, atol=1e-5)
     np.testing.assert_allclose(cosine_similarity(s, q), oracle(s, q), rtol=0, atol=1e-5)
