@@ -208,6 +208,14 @@ void parallel_rows(idx rows, int threads, Fn fn) {
     for (auto& t : pool) t.join();
 }
 
+// inv_row_norms split over `threads` row ranges (each thread sweeps its rows of any layout).
+template <class T>
+void inv_row_norms_par(const View<T>& v, T* out, int threads) {
+    parallel_rows(v.rows, threads, [&](idx r0, idx r1) {
+        inv_row_norms(View<T>{v.data + r0 * v.rs, r1 - r0, v.cols, v.rs, v.cs}, out + r0);
+    });
+}
+
 inline void check_blas_dim(idx n, const char* what) {
     if (n > INT_MAX)
         throw std::length_error(std::string(what) + " = " + std::to_string(n) +
@@ -237,8 +245,13 @@ void cosine(const View<T>& a, const View<T>& b, T* out, idx ldo, const Options& 
     T* rb = same ? ra : ra + n;
     const bool single = n == 1 || m == 1;
     // With a single vector only its own norm is needed up front (the fused pass does the set).
-    if (!single || n == 1) inv_row_norms(a, ra);
-    if (!same && (!single || n != 1)) inv_row_norms(b, rb);
+    auto threads_for = [&](idx elements) {
+        return opt.parallel_min_elements > 0 && elements >= opt.parallel_min_elements
+                   ? blas::num_threads()
+                   : 1;
+    };
+    if (!single || n == 1) inv_row_norms_par(a, ra, threads_for(n * d));
+    if (!same && (!single || n != 1)) inv_row_norms_par(b, rb, threads_for(m * d));
 
     if (n == 1 || m == 1) {
         // One vector against a set: memory-bound, so one fused pass reads each row of the set
@@ -283,8 +296,7 @@ void cosine(const View<T>& a, const View<T>& b, T* out, idx ldo, const Options& 
                 out[i * step] = v;
             }
         };
-        const bool par = opt.parallel_min_elements > 0 && rows * d >= opt.parallel_min_elements;
-        parallel_rows(rows, par ? blas::num_threads() : 1, work);
+        parallel_rows(rows, threads_for(rows * d), work);
         return;
     }
 
@@ -300,8 +312,7 @@ void cosine(const View<T>& a, const View<T>& b, T* out, idx ldo, const Options& 
         blas::gemm(la.trans, !lb.trans, (blas::bint)rows, (blas::bint)m, (blas::bint)d, ablk,
                    (blas::bint)la.ld, b.data, (blas::bint)lb.ld, out + i0 * ldo,
                    (blas::bint)ldo);
-        const bool par = opt.parallel_min_elements > 0 && rows * m >= opt.parallel_min_elements;
-        parallel_rows(rows, par ? blas::num_threads() : 1, [&](idx r0, idx r1) {
+        parallel_rows(rows, threads_for(rows * m), [&](idx r0, idx r1) {
             scale_clip(out + (i0 + r0) * ldo, r1 - r0, m, ldo, ra + i0 + r0, rb);
         });
     }
