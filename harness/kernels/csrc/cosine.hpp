@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cmath>
 #include <cstdint>
@@ -208,6 +209,24 @@ void parallel_rows(idx rows, int threads, Fn fn) {
     for (auto& t : pool) t.join();
 }
 
+// Run fn(r0, r1) over [0, rows) in chunks of `chunk` rows handed out from the LAST chunk down
+// to the first, to `threads` threads (the caller being one). BLAS writes the output from its
+// first rows to its last, so walking it backwards meets the most recently written rows, still
+// in cache, first.
+template <class Fn>
+void parallel_rows_backwards(idx rows, idx chunk, int threads, Fn fn) {
+    const idx chunks = (rows + chunk - 1) / chunk;
+    std::atomic<idx> next{chunks - 1};
+    auto worker = [&]() {
+        for (idx c = next.fetch_sub(1); c >= 0; c = next.fetch_sub(1))
+            fn(c * chunk, std::min(rows, (c + 1) * chunk));
+    };
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads && t < chunks; ++t) pool.emplace_back(worker);
+    worker();
+    for (auto& t : pool) t.join();
+}
+
 // inv_row_norms split over `threads` row ranges (each thread sweeps its rows of any layout).
 template <class T>
 void inv_row_norms_par(const View<T>& v, T* out, int threads) {
@@ -312,7 +331,10 @@ void cosine(const View<T>& a, const View<T>& b, T* out, idx ldo, const Options& 
         blas::gemm(la.trans, !lb.trans, (blas::bint)rows, (blas::bint)m, (blas::bint)d, ablk,
                    (blas::bint)la.ld, b.data, (blas::bint)lb.ld, out + i0 * ldo,
                    (blas::bint)ldo);
-        parallel_rows(rows, threads_for(rows * m), [&](idx r0, idx r1) {
+        // chunks of about 64 KiB of output: small enough to balance threads, large enough
+        // that the atomic hand-out costs nothing
+        const idx chunk = std::max<idx>(1, (idx(64) << 10) / (m * (idx)sizeof(T)));
+        parallel_rows_backwards(rows, chunk, threads_for(rows * m), [&](idx r0, idx r1) {
             scale_clip(out + (i0 + r0) * ldo, r1 - r0, m, ldo, ra + i0 + r0, rb);
         });
     }
