@@ -5,6 +5,12 @@ rotating the order, and the best round of each counts. Load from other processes
 all implementations alike instead of whichever happened to run during it. The implementations
 that floors are set against (ours, numpy, numpy's bare sgemm) run every round; the others
 (torch, scikit-learn: reported only) run in the first `extra_rounds` rounds.
+
+Before each timed batch the benchmark sleeps `settle_s`: OpenBLAS workers keep spinning for
+about 2^28 cycles (~0.1 s) after a call, and numpy, torch and this kernel each have their own
+thread pool, so without the pause an implementation would be timed while the previous one's
+idle workers still burn the two cores (a bias against whichever library differs from the one
+before it, not a property of either).
 """
 
 from __future__ import annotations
@@ -101,6 +107,7 @@ def measure(
     rounds: int,
     result: CaseResult | None = None,
     extra_rounds: int = 0,
+    settle_s: float = 0.0,
 ) -> CaseResult:
     """Run `rounds` more interleaved rounds; keep each implementation's best time per call."""
     impls = implementations(a, b)
@@ -114,6 +121,7 @@ def measure(
         k = done % len(names)
         for key in names[k:] + names[:k]:
             f = impls[key]
+            time.sleep(settle_s)
             t0 = time.perf_counter()
             for _ in range(calls_per_round):
                 f()
