@@ -77,14 +77,11 @@ def cosine_similarity(
     a = _cast(a, dt)
     b = a if same else _cast(b, dt)
     shape = (a.shape[0], b.shape[0])
-    fresh = out is None
-    if fresh:
-        # calloc: large blocks come as fresh pages the OS zeroes on first touch, so the kernel
-        # lets BLAS accumulate onto them instead of paying BLAS's own zeroing pass.
-        out = np.zeros(shape, dt)
+    if out is None:
+        out = np.empty(shape, dt)
     else:
         _check_out(out, shape, dt, a, b)
-    _cosine.cosine(a, b, out, BLOCK_BYTES, PARALLEL_MIN_ELEMENTS, fresh)
+    _cosine.cosine(a, b, out, BLOCK_BYTES, PARALLEL_MIN_ELEMENTS)
     return out
 
 

@@ -141,13 +141,6 @@ void test_blocks() {
         expect_oracle(a, b, out, "blocked");
         expect_oracle(a, b, run(a, b, rows * b.rows * (idx)sizeof(float), 1), "blocked threaded");
     }
-    {  // accumulate onto a zeroed output (beta = 1) instead of letting BLAS zero it
-        std::vector<float> out((size_t)(a.rows * b.rows), 0.0f);
-        hk::Options opt;
-        opt.out_is_zero = true;
-        hk::cosine<float>(a.view(), b.view(), out.data(), b.rows, opt);
-        expect_oracle(a, b, out, "onto zeros");
-    }
     Mat<float> af(50, 40, true, 2);
     fill(af, 3);
     expect_oracle(af, b, run(af, b, 7 * b.rows * (idx)sizeof(float)), "blocked F");

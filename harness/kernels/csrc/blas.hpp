@@ -19,15 +19,14 @@ using bint = blasint;
 
 inline CBLAS_TRANSPOSE tr(bool t) { return t ? CblasTrans : CblasNoTrans; }
 
-// C (m x n, row-major, ldc) = op(A) (m x k) * op(B) (k x n) + beta * C (beta 0 or 1), all
-// row-major descriptions.
+// C (m x n, row-major, ldc) = op(A) (m x k) * op(B) (k x n), all row-major descriptions.
 inline void gemm(bool ta, bool tb, bint m, bint n, bint k, const float* a, bint lda,
-                 const float* b, bint ldb, float beta, float* c, bint ldc) {
-    HK_CBLAS(sgemm)(CblasRowMajor, tr(ta), tr(tb), m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+                 const float* b, bint ldb, float* c, bint ldc) {
+    HK_CBLAS(sgemm)(CblasRowMajor, tr(ta), tr(tb), m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
 }
 inline void gemm(bool ta, bool tb, bint m, bint n, bint k, const double* a, bint lda,
-                 const double* b, bint ldb, double beta, double* c, bint ldc) {
-    HK_CBLAS(dgemm)(CblasRowMajor, tr(ta), tr(tb), m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc);
+                 const double* b, bint ldb, double* c, bint ldc) {
+    HK_CBLAS(dgemm)(CblasRowMajor, tr(ta), tr(tb), m, n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc);
 }
 
 // y (incy) = op(A) * x (incx), A described row-major (rows x cols, lda).

@@ -193,10 +193,6 @@ struct Options {
     // The in-place scaling pass is split over as many threads as OpenBLAS uses once the output
     // has at least this many elements (a memory-bound pass one core cannot saturate). 0: never.
     idx parallel_min_elements = 0;
-    // The caller guarantees the output holds zeros (e.g. freshly calloc'ed, whose pages the
-    // kernel zeroes lazily): BLAS then accumulates onto it (beta = 1) and skips its own
-    // zeroing pass over the whole output.
-    bool out_is_zero = false;
 };
 
 // Run fn(r0, r1) over [0, rows) split into `threads` contiguous chunks, the caller taking one.
@@ -333,8 +329,8 @@ void cosine(const View<T>& a, const View<T>& b, T* out, idx ldo, const Options& 
         const T* ablk = a.data + i0 * (la.trans ? (idx)1 : a.rs);
         // op(B) must be B^T (d x m): row-major B needs the transpose, column-major B already is.
         blas::gemm(la.trans, !lb.trans, (blas::bint)rows, (blas::bint)m, (blas::bint)d, ablk,
-                   (blas::bint)la.ld, b.data, (blas::bint)lb.ld, T(opt.out_is_zero ? 1 : 0),
-                   out + i0 * ldo, (blas::bint)ldo);
+                   (blas::bint)la.ld, b.data, (blas::bint)lb.ld, out + i0 * ldo,
+                   (blas::bint)ldo);
         // chunks of about 64 KiB of output: small enough to balance threads, large enough
         // that the atomic hand-out costs nothing
         const idx chunk = std::max<idx>(1, (idx(64) << 10) / (m * (idx)sizeof(T)));

@@ -49,7 +49,7 @@ hk::View<T> any_view(const py::array& arr, py::object& hold) {
 
 template <class T>
 void cosine_t(const py::array& a, const py::array& b, py::array out, hk::idx block_bytes,
-              hk::idx parallel_min, bool out_is_zero) {
+              hk::idx parallel_min) {
     py::object ha, hb;
     const hk::View<T> va = blas_view<T>(a, ha);
     const hk::View<T> vb = a.is(b) ? va : blas_view<T>(b, hb);
@@ -58,7 +58,6 @@ void cosine_t(const py::array& a, const py::array& b, py::array out, hk::idx blo
     hk::Options opt;
     opt.block_bytes = block_bytes;
     opt.parallel_min_elements = parallel_min;
-    opt.out_is_zero = out_is_zero;
     py::gil_scoped_release nogil;
     hk::cosine<T>(va, vb, o, ldo, opt);
 }
@@ -76,11 +75,11 @@ void paired_t(const py::array& a, const py::array& b, py::array out) {
 bool is_f32(const py::array& x) { return x.dtype().equal(py::dtype::of<float>()); }
 
 void cosine(const py::array& a, const py::array& b, py::array out, hk::idx block_bytes,
-            hk::idx parallel_min, bool out_is_zero) {
+            hk::idx parallel_min) {
     if (is_f32(out))
-        cosine_t<float>(a, b, out, block_bytes, parallel_min, out_is_zero);
+        cosine_t<float>(a, b, out, block_bytes, parallel_min);
     else
-        cosine_t<double>(a, b, out, block_bytes, parallel_min, out_is_zero);
+        cosine_t<double>(a, b, out, block_bytes, parallel_min);
 }
 
 void paired(const py::array& a, const py::array& b, py::array out) {
@@ -95,7 +94,7 @@ void paired(const py::array& a, const py::array& b, py::array out) {
 PYBIND11_MODULE(_cosine, m) {
     m.doc() = "C++/BLAS cosine-similarity kernels (use harness.kernels, which checks arguments)";
     m.def("cosine", &cosine, py::arg("a"), py::arg("b"), py::arg("out"),
-          py::arg("block_bytes"), py::arg("parallel_min_elements"), py::arg("out_is_zero"),
+          py::arg("block_bytes"), py::arg("parallel_min_elements"),
           "out[:] = cosine(a, b); a, b, out share a float dtype, out is C-contiguous (N, M)");
     m.def("paired", &paired, py::arg("a"), py::arg("b"), py::arg("out"),
           "out[:] = row-wise cosine(a_i, b_i); a, b (N, D) and out (N,) share a float dtype");
