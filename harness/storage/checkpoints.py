@@ -167,12 +167,6 @@ class S3CheckpointStore:
         digest = sha256_hex(data)
         name = self._new_name(epoch)
         obj = f"{self.prefix}/{name}"
-        try:
-            self.client.head(obj)
-        except StorageNotFound:
-            pass
-        else:  # never overwrite an existing checkpoint
-            raise CheckpointError(f"checkpoint {self.client.uri(obj)} already exists")
         meta = {
             SHA256_META: digest,
             "size": str(len(data)),
@@ -180,12 +174,22 @@ class S3CheckpointStore:
             "global-step": str(int(state.get("global_step", -1))),
             "format-version": str(state.get("format_version", "")),
         }
+        previous: str | None = "?"
         try:
+            previous = self.latest()  # read first: named in the message if the upload fails
+            try:
+                self.client.head(obj)
+            except StorageNotFound:
+                pass
+            else:  # never overwrite an existing checkpoint
+                raise CheckpointError(f"checkpoint {self.client.uri(obj)} already exists")
             self.client.put_bytes(obj, data, meta)
+        except CheckpointError:
+            raise
         except StorageError as exc:
+            where = "was not changed" if previous == "?" else f"still points to {previous or 'nothing'}"
             raise CheckpointError(
-                f"saving checkpoint {self.client.uri(obj)} failed; "
-                f"`latest` still points to {self.latest() or 'nothing'}: {exc}"
+                f"saving checkpoint {self.client.uri(obj)} failed; `latest` {where}: {exc}"
             ) from exc
         pointer = {
             "key": name,
