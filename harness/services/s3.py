@@ -135,6 +135,10 @@ class LocalS3Service(_S3Base):
             health = f"{url}/minio/health/live"
         else:
             argv = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(port)]
+            # moto spills every object above ~5 MB to a temp file; keep checkpoints in RAM.
+            buffer_mb = float(self.storage.local.get("moto_key_buffer_mb", 0) or 0)
+            if buffer_mb > 0:
+                env["MOTO_S3_DEFAULT_KEY_BUFFER_SIZE"] = str(int(buffer_mb * 1024 * 1024))
             health = f"{url}/"
         self._proc = LocalProcess(
             f"s3 ({self.kind})",

@@ -314,8 +314,7 @@ class S3CheckpointStore:
             raise CheckpointError(
                 f"checkpoint {uri} is truncated: {info.size} bytes stored, {size} written"
             )
-        data = self.client.get_bytes(obj, info)
-        actual = sha256_hex(data)
+        data, actual = self.client.get_hashed(obj, info)
         if actual != recorded:
             raise CheckpointError(
                 f"checkpoint {uri} is corrupted: sha256 {actual[:12]}… of {len(data)} bytes "

@@ -24,6 +24,7 @@ from harness.errors import HarnessError
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 MB = 1024 * 1024
+_READ_CHUNK = 4 * MB  # streaming GET granularity (hash-as-you-go)
 SHA256_META = "sha256"  # user-metadata key (x-amz-meta-sha256) carrying the object's digest
 
 # S3 error codes worth another try; everything else is final.
@@ -114,6 +115,7 @@ class S3Settings:
     multipart_threshold: int = 16 * MB
     part_size: int = 16 * MB
     max_concurrency: int = 4
+    download_part_size: int = 0
 
     @classmethod
     def from_config(
@@ -148,6 +150,7 @@ class S3Settings:
             multipart_threshold=int(float(storage.multipart.threshold_mb) * MB),
             part_size=part_size,
             max_concurrency=max(1, int(storage.multipart.max_concurrency)),
+            download_part_size=int(float(storage.multipart.download_part_mb) * MB),
         )
 
 
@@ -378,17 +381,24 @@ class S3Client:
         )
 
     def get_bytes(self, key: str, info: ObjectInfo | None = None) -> bytes:
-        """Download `key`; ranged parallel GETs (pinned to one ETag) above the threshold."""
+        """Download `key`: one GET, or parallel ranged GETs (pinned to one ETag) if configured."""
+        return self.get_hashed(key, info)[0]
+
+    def get_hashed(self, key: str, info: ObjectInfo | None = None) -> tuple[bytes, str]:
+        """Download `key` and its sha256 (hashed while the bytes arrive on a single GET)."""
         info = info or self.head(key)
         what = f"download {self.uri(key)}"
-        if info.size < self.settings.multipart_threshold:
-            return self._call(what, lambda: self._read(key, None, info.etag))
-        step = self.settings.part_size
+        step = self.settings.download_part_size
+        if step <= 0 or info.size <= step:
+            data, digest = self._call(what, lambda: self._read(key, None, info.etag, hashed=True))
+            if len(data) != info.size:
+                raise StorageError(f"{what}: short read ({len(data)} of {info.size} bytes)")
+            return data, digest
         buf = bytearray(info.size)
 
         def fetch(start: int) -> None:
             end = min(start + step, info.size) - 1
-            chunk = self._call(
+            chunk, _ = self._call(
                 f"{what} (bytes {start}-{end})", lambda: self._read(key, (start, end), info.etag)
             )
             if len(chunk) != end - start + 1:
@@ -397,15 +407,26 @@ class S3Client:
 
         with ThreadPoolExecutor(self.settings.max_concurrency) as pool:
             list(pool.map(fetch, range(0, info.size, step)))
-        return bytes(buf)
+        data = bytes(buf)
+        return data, sha256_hex(data)
 
-    def _read(self, key: str, span: tuple[int, int] | None, etag: str) -> bytes:
+    def _read(
+        self, key: str, span: tuple[int, int] | None, etag: str, hashed: bool = False
+    ) -> tuple[bytes, str]:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "IfMatch": etag}
         if span is not None:
             kwargs["Range"] = f"bytes={span[0]}-{span[1]}"
         body = self._client.get_object(**kwargs)["Body"]
         try:
-            return body.read()
+            if not hashed:
+                return body.read(), ""
+            # Hash each chunk as it arrives: the server keeps sending while we hash.
+            h = hashlib.sha256()
+            chunks = []
+            for chunk in body.iter_chunks(_READ_CHUNK):
+                h.update(chunk)
+                chunks.append(chunk)
+            return b"".join(chunks), h.hexdigest()
         finally:
             body.close()
 
