@@ -21,7 +21,9 @@ ACTIONS = ("list", "show", "delete", "serve")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the checkpoints sub-actions."""
-    parser.add_argument("action", choices=ACTIONS, help="list, show or delete checkpoints; serve S3")
+    parser.add_argument(
+        "action", choices=ACTIONS, help="list, show or delete checkpoints; serve S3"
+    )
     add_overrides(parser)
     parser.epilog = (
         "KEY (for show/delete) is a checkpoint name from `list`, its full object key or an "

@@ -161,7 +161,7 @@ def track(cfg: DictConfig) -> list[str]:
     return [f"tracked {t.relative_to(root)} ({t.relative_to(root)}.dvc)" for t in present]
 
 
-def push(cfg: DictConfig) -> list[str]:
+def push(cfg: DictConfig) -> str:
     """Track the configured targets that exist, then push them to the S3 remote."""
     lines = track(cfg)
     _ensure_bucket(cfg)
@@ -172,10 +172,10 @@ def push(cfg: DictConfig) -> list[str]:
             n = repo.push(targets=dvcfiles or None)
         except Exception as exc:  # noqa: BLE001
             raise HarnessError(f"dvc push to {remote_url(cfg)} failed: {exc}") from exc
-    return lines + [f"pushed {n} file(s) to {remote_url(cfg)}"]
+    return "\n".join(lines + [f"pushed {n} file(s) to {remote_url(cfg)}"])
 
 
-def pull(cfg: DictConfig) -> list[str]:
+def pull(cfg: DictConfig) -> str:
     """Pull the configured targets' data from the S3 remote into the workspace."""
     root = _root()
     dvcfiles = [str(f) for t in targets(cfg) if (f := tracking_file(t))]
@@ -188,4 +188,4 @@ def pull(cfg: DictConfig) -> list[str]:
             raise HarnessError(f"dvc pull from {remote_url(cfg)} failed: {exc}") from exc
     fetched = stats.get("fetched", 0) if isinstance(stats, dict) else 0
     names = ", ".join(str(Path(f).relative_to(root)) for f in dvcfiles)
-    return [f"pulled {names} from {remote_url(cfg)} ({fetched} fetched from the remote)"]
+    return f"pulled {names} from {remote_url(cfg)} ({fetched} fetched from the remote)"

@@ -187,7 +187,9 @@ class S3CheckpointStore:
         except CheckpointError:
             raise
         except StorageError as exc:
-            where = "was not changed" if previous == "?" else f"still points to {previous or 'nothing'}"
+            where = (
+                "was not changed" if previous == "?" else f"still points to {previous or 'nothing'}"
+            )
             raise CheckpointError(
                 f"saving checkpoint {self.client.uri(obj)} failed; `latest` {where}: {exc}"
             ) from exc

@@ -137,7 +137,11 @@ class FaultProxy:
                         self.forwarded_up += len(data)
                     if data:
                         dst.sendall(data)
-                    if budget is not None and self._cut_budget is not None and self._cut_budget <= 0:
+                    if (
+                        budget is not None
+                        and self._cut_budget is not None
+                        and self._cut_budget <= 0
+                    ):
                         self.go_down()
                         return
                 else:

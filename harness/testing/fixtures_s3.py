@@ -19,7 +19,9 @@ TEST_BUCKET = "harness-test"
 
 
 @pytest.fixture(scope="session")
-def s3_service(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def s3_service(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
     """A running S3 service (local moto/minio process, MinIO container, or external URL)."""
     from harness.config import compose
     from harness.services.s3 import make_s3_service

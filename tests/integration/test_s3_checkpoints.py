@@ -142,7 +142,9 @@ def test_save_load_bit_identical_latest_and_keep_last(cfg, s3_client):
 
 
 def test_large_checkpoint_uses_multipart(cfg, s3_service, s3_bucket):
-    client = S3Client(replace(s3_service.settings(s3_bucket), multipart_threshold=5 * MB, part_size=5 * MB))
+    client = S3Client(
+        replace(s3_service.settings(s3_bucket), multipart_threshold=5 * MB, part_size=5 * MB)
+    )
     store = make_store(cfg, client)
     state = training_state(cfg, extra_mb=12)
     key = store.save(state, epoch=1)
@@ -257,7 +259,9 @@ def test_server_gone_mid_upload_latest_stays_previous(cfg, s3_service, s3_bucket
     prev_state = training_state(cfg, steps=1)
     prev = store.save(prev_state, epoch=1)
     proxy.cut_after(7 * MB)  # inside part 2 of the 12 MB upload
-    with pytest.raises(CheckpointError, match=rf"saving checkpoint .* failed; `latest` still points"):
+    with pytest.raises(
+        CheckpointError, match=rf"saving checkpoint .* failed; `latest` still points"
+    ):
         store.save(training_state(cfg, steps=2, extra_mb=12), epoch=2)
     proxy.restore()  # the server is back
     assert store.latest() == prev
