@@ -165,7 +165,6 @@ def push(cfg: DictConfig) -> str:
     """Track the configured targets that exist, then push them to the S3 remote."""
     lines = track(cfg)
     _ensure_bucket(cfg)
-    root = _root()
     dvcfiles = [str(f) for t in targets(cfg) if (f := tracking_file(t))]
     with _repo(cfg) as repo:
         try:

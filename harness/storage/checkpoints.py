@@ -209,7 +209,8 @@ class S3CheckpointStore:
         except StorageError as exc:
             raise CheckpointError(
                 f"checkpoint {self.client.uri(obj)} uploaded but updating "
-                f"{self.client.uri(self.latest_key)} failed (it still names the previous one): {exc}"
+                f"{self.client.uri(self.latest_key)} failed (it still names the previous one): "
+                f"{exc}"
             ) from exc
         log.info("checkpoint saved: %s (%d bytes)", self.client.uri(obj), len(data))
         self._prune(keep=name)
@@ -236,7 +237,7 @@ class S3CheckpointStore:
             str(pointer["key"])
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(
-                f"checkpoint pointer {self.client.uri(self.latest_key)} is not valid JSON with a key"
+                f"checkpoint pointer {self.client.uri(self.latest_key)} is not JSON with a key"
             ) from exc
         return pointer
 
@@ -336,7 +337,7 @@ class S3CheckpointStore:
         return state
 
     def check_compatible(self, state: Mapping[str, Any], uri: str) -> None:
-        """Raise CheckpointError when the checkpoint's config groups differ from the current ones."""
+        """Raise CheckpointError when the checkpoint's config groups differ from the current."""
         saved = _as_container(state.get("config"))
         if not self.expected:
             return

@@ -24,7 +24,6 @@ from harness.models.cnn import build_model
 from harness.paths import ROOT
 from harness.storage.checkpoints import CheckpointError, S3CheckpointStore
 from harness.storage.s3 import (
-    SHA256_META,
     RetryPolicy,
     S3Client,
     StorageAuthError,
@@ -260,7 +259,7 @@ def test_server_gone_mid_upload_latest_stays_previous(cfg, s3_service, s3_bucket
     prev = store.save(prev_state, epoch=1)
     proxy.cut_after(7 * MB)  # inside part 2 of the 12 MB upload
     with pytest.raises(
-        CheckpointError, match=rf"saving checkpoint .* failed; `latest` still points"
+        CheckpointError, match=r"saving checkpoint .* failed; `latest` still points"
     ):
         store.save(training_state(cfg, steps=2, extra_mb=12), epoch=2)
     proxy.restore()  # the server is back

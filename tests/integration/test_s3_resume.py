@@ -51,8 +51,10 @@ def _assert_bit_identical(a, b):
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """The digits IDX files, prepared once for this module."""
+    from harness.data.loader import prepare
+
     d = tmp_path_factory.mktemp("digits")
-    ok(harness("data", "prepare", f"data.dir={d}"))
+    prepare(compose([f"data.dir={d}"]))  # what `harness data prepare` runs
     return d
 
 
