@@ -5,6 +5,7 @@ No S3 server here; the one network test talks to a closed local port (connection
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 
@@ -29,6 +30,20 @@ from harness.storage.s3 import (
 )
 
 
+@pytest.fixture(scope="module")
+def base():
+    """The composed default config, once per module (Hydra composition is the slow part)."""
+    return compose([])
+
+
+def _with(cfg, **dotted):
+    """A copy of `cfg` with dotted keys (a__b -> a.b) replaced."""
+    out = copy.deepcopy(cfg)
+    for key, value in dotted.items():
+        OmegaConf.update(out, key.replace("__", "."), value, merge=False)
+    return out
+
+
 def _client_error(code: str, status: int) -> ClientError:
     return ClientError(
         {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
@@ -51,25 +66,27 @@ def test_transient_classification():
     assert not is_transient(ValueError("x"))
 
 
-def test_settings_from_config_and_validation(monkeypatch):
+def test_settings_from_config_and_validation(monkeypatch, base):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-value")
-    cfg = compose(["storage.endpoint_url=http://127.0.0.1:9", "storage.multipart.part_size_mb=8"])
+    cfg = _with(
+        base, storage__endpoint_url="http://127.0.0.1:9", storage__multipart__part_size_mb=8
+    )
     s = S3Settings.from_config(cfg.storage)
     assert s.endpoint_url == "http://127.0.0.1:9"
     assert s.part_size == 8 * 1024 * 1024
     assert s.credentials.access_key_id == "AKIDEXAMPLE"
     assert "s3cr3t-value" not in repr(s) and "s3cr3t-value" not in repr(s.credentials)
     with pytest.raises(StorageError, match="part_size_mb"):
-        S3Settings.from_config(compose(["storage.multipart.part_size_mb=1"]).storage)
+        S3Settings.from_config(_with(base, storage__multipart__part_size_mb=1).storage)
     with pytest.raises(StorageError, match="3 characters"):
-        S3Settings.from_config(compose(["storage.bucket=ab"]).storage)
+        S3Settings.from_config(_with(base, storage__bucket="ab").storage)
 
 
-def test_no_endpoint_is_a_clear_error(monkeypatch):
+def test_no_endpoint_is_a_clear_error(monkeypatch, base):
     monkeypatch.delenv("S3_ENDPOINT_URL", raising=False)
     with pytest.raises(StorageError, match="no S3 endpoint: set S3_ENDPOINT_URL"):
-        client_from_config(compose([]))
+        client_from_config(base)
 
 
 def test_unreachable_server_bounded_retries_no_secret_in_logs(caplog):
@@ -124,25 +141,25 @@ def test_config_diff_names_the_changed_keys():
     assert _diff(old, old, "model") == []
 
 
-def test_incompatible_config_message():
+def test_incompatible_config_message(base):
     class _C:
         bucket = "b"
 
-    cfg = compose(["model.channels=16"])
+    cfg = _with(base, model__channels=16)
     store = S3CheckpointStore(_C(), "p", expected={"model": OmegaConf.to_container(cfg.model)})
-    saved = OmegaConf.to_container(compose(["model.channels=8"]), resolve=True)
+    saved = OmegaConf.to_container(_with(base, model__channels=8), resolve=True)
     with pytest.raises(CheckpointError, match=r"s3://b/p/x .*incompatible.*model.channels=8"):
         store.check_compatible({"config": saved}, "s3://b/p/x")
     store.check_compatible({"config": OmegaConf.to_container(cfg, resolve=True)}, "s3://b/p/x")
 
 
-def test_service_backend_choice(monkeypatch, tmp_path):
+def test_service_backend_choice(monkeypatch, tmp_path, base):
     monkeypatch.setenv("PATH", str(tmp_path))  # no minio binary on PATH
-    cfg = compose([f"paths.work_dir={tmp_path}"])
+    cfg = _with(base, paths__work_dir=str(tmp_path))
     svc = make_s3_service(cfg, "local")
     assert isinstance(svc, LocalS3Service) and svc.kind == "moto"
     with pytest.raises(ServiceError, match="no `minio` binary"):
-        make_s3_service(compose(["storage.local.server=minio"]), "local")
+        make_s3_service(_with(base, storage__local__server="minio"), "local")
     monkeypatch.delenv("S3_ENDPOINT_URL", raising=False)
     with pytest.raises(ServiceError, match="S3_ENDPOINT_URL"):
         make_s3_service(cfg, "external")
@@ -152,32 +169,32 @@ def test_service_backend_choice(monkeypatch, tmp_path):
         make_s3_service(cfg, "ftp")
 
 
-def test_dvc_project_is_configured():
+def test_dvc_project_is_configured(base):
     """.dvc/config is committed with the S3 default remote; no endpoint or secret in it."""
     text = (ROOT / ".dvc" / "config").read_text()
-    cfg = compose([])
+    cfg = base
     assert f"remote = {cfg.storage.dvc.remote}" in text
     assert f"url = s3://{cfg.storage.bucket}/{cfg.storage.dvc.prefix}" in text
     assert "endpointurl" not in text and "secret" not in text
 
 
-def test_dvc_remote_config_from_env(monkeypatch):
+def test_dvc_remote_config_from_env(monkeypatch, base):
     from harness.data import dvc
 
     monkeypatch.delenv("S3_ENDPOINT_URL", raising=False)
-    assert dvc.remote_config(compose([])) is None
+    assert dvc.remote_config(base) is None
     monkeypatch.setenv("S3_ENDPOINT_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
-    conf = dvc.remote_config(compose(["storage.bucket=bkt"]))
+    conf = dvc.remote_config(_with(base, storage__bucket="bkt"))
     assert conf["endpointurl"] == "http://127.0.0.1:9"
     assert conf["url"] == "s3://bkt/dvcstore" and conf["access_key_id"] == "AKIDEXAMPLE"
 
 
-def test_fetch_if_tracked_untracked_path(tmp_path):
+def test_fetch_if_tracked_untracked_path(tmp_path, base):
     from harness.data import dvc
 
-    assert dvc.fetch_if_tracked(compose([]), tmp_path / "nope") is False
+    assert dvc.fetch_if_tracked(base, tmp_path / "nope") is False
     f = tmp_path / "here"
     f.write_text("x")
-    assert dvc.fetch_if_tracked(compose([]), f) is True
+    assert dvc.fetch_if_tracked(base, f) is True
