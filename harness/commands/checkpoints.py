@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import time
 
 from harness.cli import add_overrides
@@ -79,6 +80,10 @@ def _serve(cfg) -> int:
     from harness.paths import resolve
     from harness.services.s3 import make_s3_service
 
+    def _terminate(signum: int, frame: object) -> None:
+        raise SystemExit(0)  # unwinds through `finally`: the server is stopped, not orphaned
+
+    signal.signal(signal.SIGTERM, _terminate)
     svc = make_s3_service(cfg)
     svc.start()
     try:
