@@ -40,6 +40,8 @@ def _quiet_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     env.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     env.pop("MLFLOW_TRACKING_URI", None)
+    # `mlflow models serve` runs `uvicorn` through bash: the venv's bin must be on PATH.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update(extra or {})
     return env
 

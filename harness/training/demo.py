@@ -3,6 +3,7 @@ logged ONNX model with MLflow -> query it -> summary lines."""
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 import urllib.request
@@ -39,6 +40,7 @@ def run_demo(cfg: DictConfig) -> list[str]:
     from harness.training import load_trained, train
     from harness.training.infer import infer
 
+    cfg = copy.deepcopy(cfg)  # the tracking URI set below is ours, not the next demo step's
     t0 = time.perf_counter()
     lines: list[str] = []
     files = prepare(cfg)
