@@ -25,11 +25,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.storage.s3 import (
     SHA256_META,
+    OverlappedSha256,
     S3Client,
     StorageError,
     StorageNotFound,
     client_from_config,
-    sha256_hex,
 )
 
 log = logging.getLogger(__name__)
@@ -51,16 +51,32 @@ class CheckpointError(StorageError):
     """A checkpoint is missing, corrupted, incomplete or incompatible."""
 
 
-def _serialize(state: Mapping[str, Any]) -> bytes:
-    try:
-        from harness.training.checkpoint import serialize
-    except ImportError:  # the training package is optional for storage-only use
-        import torch
+class _HashingSink(io.RawIOBase):
+    """A write-only file for torch.save that keeps the bytes and hashes them as they come."""
 
-        buf = io.BytesIO()
-        torch.save(dict(state), buf)
-        return buf.getvalue()
-    return serialize(state)
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks: list[bytes] = []
+        self.hasher = OverlappedSha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        chunk = bytes(b)  # torch may reuse its buffer; the hasher needs a stable copy
+        self.chunks.append(chunk)
+        self.hasher.update(chunk)
+        return len(chunk)
+
+
+def _serialize(state: Mapping[str, Any]) -> tuple[bytes, str]:
+    """torch.save bytes of `state` (the format of harness.training.checkpoint.serialize) and
+    their sha256, hashed while torch is still writing."""
+    import torch
+
+    sink = _HashingSink()
+    torch.save(dict(state), sink)
+    return b"".join(sink.chunks), sink.hasher.hexdigest()
 
 
 def _deserialize(data: bytes) -> dict[str, Any]:
@@ -163,8 +179,7 @@ class S3CheckpointStore:
     # -- protocol -----------------------------------------------------------------------------
     def save(self, state: Mapping[str, Any], epoch: int) -> str:
         """Upload `state` as a new object, then point `latest` at it, then prune to keep_last."""
-        data = _serialize(state)
-        digest = sha256_hex(data)
+        data, digest = _serialize(state)
         name = self._new_name(epoch)
         obj = f"{self.prefix}/{name}"
         meta = {

@@ -24,7 +24,7 @@ from harness.errors import HarnessError
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 MB = 1024 * 1024
-_READ_CHUNK = 4 * MB  # streaming GET granularity (hash-as-you-go)
+_READ_CHUNK = 8 * MB  # streaming GET granularity (hash-as-you-go)
 SHA256_META = "sha256"  # user-metadata key (x-amz-meta-sha256) carrying the object's digest
 
 # S3 error codes worth another try; everything else is final.
@@ -317,10 +317,11 @@ class S3Client:
         meta = dict(metadata)
         what = f"upload {self.uri(key)}"
         if len(view) < self.settings.multipart_threshold:
+            body = data if isinstance(data, bytes) else bytes(view)  # no 2nd copy of big bytes
             self._call(
                 what,
                 lambda: self._client.put_object(
-                    Bucket=self.bucket, Key=key, Body=bytes(view), Metadata=meta
+                    Bucket=self.bucket, Key=key, Body=body, Metadata=meta
                 ),
             )
             return
@@ -420,10 +421,10 @@ class S3Client:
         try:
             if not hashed:
                 return body.read(), ""
-            # Hash each chunk as it arrives: the server keeps sending while we hash.
-            h = hashlib.sha256()
+            # Hash each chunk on a worker thread while the next one arrives.
+            h = OverlappedSha256()
             chunks = []
-            for chunk in body.iter_chunks(_READ_CHUNK):
+            while chunk := body.read(_READ_CHUNK):
                 h.update(chunk)
                 chunks.append(chunk)
             return b"".join(chunks), h.hexdigest()
@@ -461,6 +462,35 @@ class S3Client:
             f"delete {self.uri(key)}",
             lambda: self._client.delete_object(Bucket=self.bucket, Key=key),
         )
+
+
+class OverlappedSha256:
+    """sha256 computed on one worker thread, fed immutable chunks in order.
+
+    hashlib releases the GIL on large buffers, so hashing overlaps with whatever produces the
+    chunks (a socket read, torch.save) instead of adding to it.
+    """
+
+    def __init__(self) -> None:
+        self._h = hashlib.sha256()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sha256")
+        self._pending: list[Any] = []
+
+    def update(self, chunk: bytes) -> None:
+        """Queue `chunk` (must not change afterwards)."""
+        self._pending.append(self._pool.submit(self._h.update, chunk))
+        if len(self._pending) > 64:  # keep the list short; surface errors early
+            for f in self._pending:
+                if f.done():
+                    f.result()
+            self._pending = [f for f in self._pending if not f.done()]
+
+    def hexdigest(self) -> str:
+        """Wait for every queued chunk; the hex digest of all of them."""
+        self._pool.shutdown(wait=True)
+        for f in self._pending:
+            f.result()
+        return self._h.hexdigest()
 
 
 def sha256_hex(data: bytes | memoryview) -> str:
