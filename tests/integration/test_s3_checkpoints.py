@@ -354,3 +354,56 @@ def test_checkpoints_cli_list_show_delete(cfg, s3_client, s3_env):
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and "not found" in err[0] and keys[1] in err[0]
     assert s3_env["AWS_SECRET_ACCESS_KEY"] not in r.stdout + r.stderr
+
+
+def test_local_service_lifecycle_leaves_no_process(tmp_path):
+    """start is idempotent, stop is safe twice and leaves no server process behind."""
+    from harness.services.s3 import LocalS3Service
+
+    cfg = compose([f"paths.work_dir={tmp_path}"])
+    svc = LocalS3Service(cfg.storage, tmp_path)
+    svc.start()
+    pid, url = svc.pid, svc.url
+    svc.start()
+    assert svc.pid == pid and svc.ready()
+    assert svc.client("lifecycle").list_keys("") == []
+    env = svc.env()
+    assert env["S3_ENDPOINT_URL"] == url and env["AWS_SECRET_ACCESS_KEY"]
+    svc.stop()
+    svc.stop()
+    assert not svc.ready()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_checkpoints_serve_writes_private_env_and_stops(tmp_path):
+    """`harness checkpoints serve` runs S3 until SIGTERM; the env file is 0600; nothing is left."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "checkpoints", "serve", f"paths.work_dir={tmp_path}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    env_file = tmp_path / "s3.env"
+    try:
+        deadline = time.monotonic() + 60
+        while not env_file.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert env_file.exists(), proc.stdout.read() if proc.poll() is not None else "no env file"
+        assert env_file.stat().st_mode & 0o077 == 0
+        values = dict(
+            line.removeprefix("export ").split("=", 1) for line in env_file.read_text().splitlines()
+        )
+        r = _harness(["checkpoints", "list"], values)
+        assert r.returncode == 0 and r.stdout.startswith("0 checkpoint(s)"), r.stderr
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert values["AWS_SECRET_ACCESS_KEY"] not in out  # the secret is never printed
+    port = values["S3_ENDPOINT_URL"].rsplit(":", 1)[1]
+    left = subprocess.run(["pgrep", "-f", f"moto.server .*-p {port}"], capture_output=True)
+    assert left.returncode == 1, left.stdout
