@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import uuid
+from dataclasses import replace
 
 import pytest
 import torch
 
 from harness.config import compose
 from harness.models.cnn import build_model
-from harness.storage.checkpoints import S3CheckpointStore
+from harness.storage.checkpoints import CheckpointError, S3CheckpointStore
+from harness.storage.s3 import RetryPolicy, S3Client
 from harness.training.loop import make_optimizer, make_scheduler
 from harness.training.state import capture_state
 from tests.integration._cli import harness, ok
@@ -142,3 +146,40 @@ def test_resume_from_bad_checkpoint_fails_cleanly(
     err = proc.stderr.strip().splitlines()[-1]
     assert f"s3://{s3_bucket}/{obj} is corrupted" in err
     assert snapshot() == before and not (tmp_path / "run" / "model.pt").exists()
+
+
+def test_server_stopped_during_save_then_resume(tmp_path, data_dir, s3_service, s3_bucket, s3_env):
+    """The S3 process is stopped while a checkpoint is saved: clear error, `latest` unchanged;
+    once the server is back, `harness train resume=true` continues from the previous one."""
+    if getattr(s3_service, "pid", None) is None:
+        pytest.skip("needs the local S3 backend (a server process this test may stop)")
+    prefix = f"stop-{uuid.uuid4().hex[:8]}"
+    args = _args(tmp_path, data_dir, s3_bucket, prefix, "run")
+    cfg = compose([*args])
+    model = build_model(cfg.model)
+    optimizer = make_optimizer(cfg, model)
+    scheduler = make_scheduler(cfg, optimizer)
+    client = S3Client(
+        replace(
+            s3_service.settings(s3_bucket),
+            connect_timeout=1.0,
+            read_timeout=1.0,
+            retry=RetryPolicy(max_attempts=2, base_delay=0.05, max_delay=0.1),
+        )
+    )
+    store = S3CheckpointStore.from_config(cfg, client=client)
+    prev = store.save(capture_state(model, optimizer, scheduler, 1, 12, cfg), epoch=1)
+    os.kill(s3_service.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(CheckpointError, match=r"saving checkpoint s3://\S+ failed; `latest`"):
+            store.save(capture_state(model, optimizer, scheduler, 2, 24, cfg), epoch=2)
+    finally:
+        os.kill(s3_service.pid, signal.SIGCONT)
+    assert store.latest() == prev and store.list() == [prev]
+    proc = ok(harness("train", *args, "resume=true", env=s3_env))
+    assert "test accuracy" in proc.stdout
+    names = store.list()
+    assert (
+        names[0] == prev and names[-1].endswith("-epoch0002.ckpt") and store.latest() == names[-1]
+    )
+    assert store.load()["epoch"] == 2
