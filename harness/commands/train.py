@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"test accuracy: {result['test_accuracy']:.4f} (loss {result['test_loss']:.4f})")
     print(
         f"training time: {result['train_seconds']:.1f}s, "
-        f"{result['images_per_second']:.0f} images/s"
+        f"{result['images_per_second']:.0f} images/s, {result['train_cpu_seconds']:.1f} CPU-s"
     )
     print(f"model: {result['model_file']}")
     print(f"onnx: {result['onnx_file']}")

@@ -26,12 +26,14 @@ def parity_inputs(cfg: DictConfig) -> np.ndarray:
     return x
 
 
-def onnx_session(path: str | Path):
-    """An onnxruntime CPU session for `path`."""
+def onnx_session(path: str | Path, threads: int = 1):
+    """An onnxruntime CPU session for `path` (one thread: robust on shared cores)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 

@@ -163,6 +163,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     every = int(cfg.checkpoint.every_n_epochs)
     summary: dict[str, Any] = {}
     train_seconds, images_seen = 0.0, 0
+    cpu0 = time.process_time()  # CPU seconds: comparable across machines of different load
 
     with RunLogger(cfg) as run:
         for epoch in range(start_epoch, int(tc.epochs)):
@@ -233,6 +234,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "test_loss": test_loss,
             "test_accuracy": test_acc,
             "train_seconds": train_seconds,
+            "train_cpu_seconds": time.process_time() - cpu0,
             "images_per_second": images_seen / train_seconds if train_seconds else 0.0,
             "epochs": int(tc.epochs),
             "global_step": step,

@@ -83,7 +83,8 @@ def test_default_config_reaches_target_accuracy(tmp_path):
     result = train(cfg)
     print(
         f"default config: test accuracy {result['test_accuracy']:.4f}, "
-        f"{result['train_seconds']:.1f}s, {result['images_per_second']:.0f} images/s"
+        f"{result['train_seconds']:.1f}s, {result['images_per_second']:.0f} images/s, "
+        f"{result['train_cpu_seconds']:.1f} CPU-s"
     )
     assert result["test_accuracy"] >= cfg.train.min_test_accuracy
 
