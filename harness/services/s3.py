@@ -1,0 +1,272 @@
+"""The S3 service in three backends with one shape (start, ready, url, stop).
+
+- local: a managed child process on a free port: `minio server DIR` when a `minio` binary is on
+  PATH, else moto's S3-compatible server (`python -m moto.server`, objects kept in memory).
+  Credentials are generated per start and handed to clients through `env()`.
+- docker: MinIO in a pinned image through testcontainers' MinioContainer (needs a Docker engine).
+- external: S3_ENDPOINT_URL (or storage.endpoint_url) with AWS_ACCESS_KEY_ID/SECRET from env.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from harness.paths import resolve
+from harness.services.base import (
+    LocalProcess,
+    ServiceError,
+    docker_available,
+    free_port,
+    wait_until,
+)
+from harness.storage.s3 import Credentials, S3Client, S3Settings
+
+log = logging.getLogger(__name__)
+
+
+def _answers(url: str, timeout: float = 2.0) -> bool:
+    """True when anything HTTP answers at `url` (S3 says 403 to anonymous requests)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):  # noqa: S310 (local URLs)
+            return True
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except (OSError, ValueError):
+        return False
+
+
+class _S3Base:
+    """What every S3 backend offers on top of start/ready/url/stop: credentials and clients."""
+
+    name = "s3"
+    storage: DictConfig
+    credentials: Credentials | None
+
+    @property
+    def url(self) -> str:  # pragma: no cover - overridden
+        """Endpoint URL."""
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        """Environment for child processes (harness train, dvc) to reach this server."""
+        out = {"S3_ENDPOINT_URL": self.url, "AWS_DEFAULT_REGION": str(self.storage.region)}
+        if self.credentials is not None:
+            out["AWS_ACCESS_KEY_ID"] = self.credentials.access_key_id
+            out["AWS_SECRET_ACCESS_KEY"] = self.credentials.secret_access_key
+        return out
+
+    def settings(self, bucket: str | None = None) -> S3Settings:
+        """Client settings for this server (config group `storage`, our endpoint/credentials)."""
+        s = S3Settings.from_config(
+            self.storage, endpoint_url=self.url, credentials=self.credentials
+        )
+        if bucket is not None:
+            from dataclasses import replace
+
+            s = replace(s, bucket=bucket)
+        return s
+
+    def client(self, bucket: str | None = None, *, ensure_bucket: bool = True) -> S3Client:
+        """A retrying client on this server; the bucket is created if missing."""
+        c = S3Client(self.settings(bucket))
+        if ensure_bucket:
+            c.ensure_bucket()
+        return c
+
+
+class LocalS3Service(_S3Base):
+    """S3 as a managed local process (MinIO binary if on PATH, else moto) on a free port."""
+
+    def __init__(self, storage: DictConfig, work_dir: str | os.PathLike[str]) -> None:
+        self.storage = storage
+        local = storage.local
+        self.host = str(local.host)
+        self.work_dir = Path(work_dir)
+        minio = shutil.which("minio")
+        choice = str(local.server)
+        if choice not in {"auto", "moto", "minio"}:
+            raise ServiceError(f"storage.local.server={choice!r}: expected auto, moto or minio")
+        if choice == "minio" and not minio:
+            raise ServiceError("storage.local.server=minio but no `minio` binary is on PATH")
+        self.kind = "minio" if (choice == "minio" or (choice == "auto" and minio)) else "moto"
+        self._minio = minio
+        self.credentials: Credentials | None = None
+        self._proc: LocalProcess | None = None
+        self.startup_timeout = float(local.startup_timeout_s)
+
+    @property
+    def url(self) -> str:
+        """Endpoint URL (valid after start)."""
+        if self._proc is None:
+            raise ServiceError("s3 (local) is not started")
+        return self._proc.url
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the server process (tests pause it with SIGSTOP to play a stopped server)."""
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> None:
+        """Start the server (idempotent) and wait until it answers."""
+        if self._proc is not None and self._proc.running():
+            return
+        port = free_port(self.host)
+        url = f"http://{self.host}:{port}"
+        # Fresh random credentials per start: nothing hard-coded, nothing reused.
+        self.credentials = Credentials("harness" + secrets.token_hex(4), secrets.token_urlsafe(24))
+        env = dict(os.environ)
+        log_path = self.work_dir / "logs" / f"s3-{self.kind}-{port}.log"
+        if self.kind == "minio":
+            data_dir = resolve(str(self.storage.local.data_dir))
+            data_dir.mkdir(parents=True, exist_ok=True)
+            env["MINIO_ROOT_USER"] = self.credentials.access_key_id
+            env["MINIO_ROOT_PASSWORD"] = self.credentials.secret_access_key
+            argv = [self._minio, "server", str(data_dir), "--address", f"{self.host}:{port}"]
+            argv += ["--console-address", f"{self.host}:{free_port(self.host)}"]
+            health = f"{url}/minio/health/live"
+        else:
+            argv = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(port)]
+            # moto spills every object above ~5 MB to a temp file; keep checkpoints in RAM.
+            buffer_mb = float(self.storage.local.get("moto_key_buffer_mb", 0) or 0)
+            if buffer_mb > 0:
+                env["MOTO_S3_DEFAULT_KEY_BUFFER_SIZE"] = str(int(buffer_mb * 1024 * 1024))
+            health = f"{url}/"
+        self._proc = LocalProcess(
+            f"s3 ({self.kind})",
+            argv,
+            url=url,
+            ready_check=lambda: _answers(health),
+            log_path=log_path,
+            env=env,
+            startup_timeout=self.startup_timeout,
+        )
+        self._proc.start()
+
+    def ready(self) -> bool:
+        """True while the process runs and answers HTTP."""
+        return self._proc is not None and self._proc.ready()
+
+    def stop(self) -> None:
+        """Stop the server process group; safe to call twice."""
+        if self._proc is not None:
+            self._proc.stop()
+
+    def __enter__(self) -> LocalS3Service:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class DockerS3Service(_S3Base):
+    """MinIO in a pinned image via testcontainers (only where a Docker engine answers)."""
+
+    def __init__(self, storage: DictConfig) -> None:
+        self.storage = storage
+        self.image = str(storage.docker.image)
+        self.port = int(storage.docker.port)
+        self.credentials: Credentials | None = None
+        self._container = None
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        """Endpoint URL (valid after start)."""
+        if self._url is None:
+            raise ServiceError("s3 (docker) is not started")
+        return self._url
+
+    def start(self) -> None:
+        """Start the MinIO container and wait for its health endpoint."""
+        if self._container is not None:
+            return
+        if not docker_available():
+            raise ServiceError("s3 (docker): no Docker engine answers")
+        from testcontainers.community.minio import MinioContainer
+
+        self.credentials = Credentials("harness" + secrets.token_hex(4), secrets.token_urlsafe(24))
+        container = MinioContainer(
+            image=self.image,
+            port=self.port,
+            access_key=self.credentials.access_key_id,
+            secret_key=self.credentials.secret_access_key,
+        )
+        # Newer MinIO reads MINIO_ROOT_*; the container class sets the legacy names only.
+        container.with_env("MINIO_ROOT_USER", self.credentials.access_key_id)
+        container.with_env("MINIO_ROOT_PASSWORD", self.credentials.secret_access_key)
+        try:
+            container.start()
+        except Exception as exc:  # noqa: BLE001 - docker raises many types
+            raise ServiceError(f"s3 (docker): cannot start {self.image}: {exc}") from exc
+        self._container = container
+        host = container.get_container_host_ip()
+        self._url = f"http://{host}:{container.get_exposed_port(self.port)}"
+        if not wait_until(self.ready, timeout=60.0, interval=0.5):
+            self.stop()
+            raise ServiceError(f"s3 (docker): {self.image} not healthy")
+
+    def ready(self) -> bool:
+        """True when MinIO's liveness endpoint answers."""
+        return self._url is not None and _answers(f"{self._url}/minio/health/live")
+
+    def stop(self) -> None:
+        """Stop and remove the container."""
+        container, self._container = self._container, None
+        if container is not None:
+            container.stop()
+
+
+class ExternalS3Service(_S3Base):
+    """Somebody else's S3 endpoint: endpoint, region and credentials from config/env."""
+
+    def __init__(self, storage: DictConfig, url: str | None = None) -> None:
+        self.storage = storage
+        endpoint = url or storage.get("endpoint_url") or os.environ.get("S3_ENDPOINT_URL")
+        if not endpoint:
+            raise ServiceError("s3 (external): set S3_ENDPOINT_URL or storage.endpoint_url")
+        self._url = str(endpoint).rstrip("/")
+        self.credentials = Credentials.from_env()
+
+    @property
+    def url(self) -> str:
+        """Endpoint URL."""
+        return self._url
+
+    def start(self) -> None:
+        """Nothing to start: fail clearly if nothing answers."""
+        if not wait_until(self.ready, timeout=10.0, interval=0.5):
+            raise ServiceError(f"s3 (external): no answer at {self._url}")
+
+    def ready(self) -> bool:
+        """True when the endpoint answers HTTP."""
+        return _answers(self._url + "/")
+
+    def stop(self) -> None:
+        """Nothing to stop."""
+
+
+S3Service = LocalS3Service | DockerS3Service | ExternalS3Service
+
+
+def make_s3_service(
+    cfg: DictConfig, backend: str | None = None, url: str | None = None
+) -> S3Service:
+    """The S3 service for `backend` (default cfg.storage.backend); not started yet."""
+    backend = backend or str(cfg.storage.backend)
+    if backend == "local":
+        return LocalS3Service(cfg.storage, resolve(str(cfg.paths.work_dir)))
+    if backend == "docker":
+        return DockerS3Service(cfg.storage)
+    if backend == "external":
+        return ExternalS3Service(cfg.storage, url)
+    raise ServiceError(f"storage.backend={backend!r}: expected local, docker or external")

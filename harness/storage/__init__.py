@@ -1,0 +1,1 @@
+"""Object storage: a retrying S3 client and training checkpoints in a bucket."""
