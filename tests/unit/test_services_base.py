@@ -53,11 +53,11 @@ def test_start_ready_stop(tmp_path) -> None:
 def test_stop_kills_the_whole_process_group(tmp_path) -> None:
     # The service spawns a grandchild that ignores SIGTERM; stop() must still leave nothing.
     script = (
-        "import subprocess, sys, time, http.server, socketserver\n"
+        "import subprocess, sys, http.server\n"
         "child = subprocess.Popen([sys.executable, '-c', "
         "'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)'])\n"
         "open('child.pid', 'w').write(str(child.pid))\n"
-        f"http.server.test(HandlerClass=http.server.SimpleHTTPRequestHandler, port={{port}}, "
+        "http.server.test(HandlerClass=http.server.SimpleHTTPRequestHandler, port={port}, "
         "bind='127.0.0.1')\n"
     )
     port = free_port()

@@ -1,0 +1,105 @@
+// pybind11 binding of the cosine kernels. Argument checking with user-facing messages lives in
+// harness/kernels/__init__.py; this layer trusts dtypes/shapes, fixes up layouts BLAS cannot take
+// (by a compact copy) and releases the GIL for the computation.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "cosine.hpp"
+
+namespace py = pybind11;
+namespace hk = harness_kernels;
+
+namespace {
+
+#ifndef HARNESS_BLAS_NAME
+#define HARNESS_BLAS_NAME "unknown"
+#endif
+
+// A 2-D view of `arr`, whose dtype is T, or nullopt-like ok=false when strides are unusable.
+template <class T>
+bool make_view(const py::array& arr, hk::View<T>& v) {
+    const auto item = static_cast<py::ssize_t>(sizeof(T));
+    const py::ssize_t rs = arr.strides(0), cs = arr.strides(1);
+    if (rs % item != 0 || cs % item != 0) return false;
+    if (reinterpret_cast<std::uintptr_t>(arr.data()) % alignof(T) != 0) return false;
+    v = {static_cast<const T*>(arr.data()), arr.shape(0), arr.shape(1), rs / item, cs / item};
+    return true;
+}
+
+// `arr` itself when BLAS can read it in place, else a C-contiguous copy (kept alive by `hold`).
+template <class T>
+hk::View<T> blas_view(const py::array& arr, py::object& hold) {
+    hk::View<T> v{};
+    if (make_view(arr, v) && hk::blas_layout(v).ok) return v;
+    hold = py::module_::import("numpy").attr("ascontiguousarray")(arr);
+    make_view(hold.cast<py::array>(), v);
+    return v;
+}
+
+template <class T>
+hk::View<T> any_view(const py::array& arr, py::object& hold) {
+    hk::View<T> v{};
+    if (make_view(arr, v) && v.rs >= 0 && v.cs >= 0) return v;
+    hold = py::module_::import("numpy").attr("ascontiguousarray")(arr);
+    make_view(hold.cast<py::array>(), v);
+    return v;
+}
+
+template <class T>
+void cosine_t(const py::array& a, const py::array& b, py::array out, hk::idx block_bytes,
+              hk::idx parallel_min) {
+    py::object ha, hb;
+    const hk::View<T> va = blas_view<T>(a, ha);
+    const hk::View<T> vb = a.is(b) ? va : blas_view<T>(b, hb);
+    T* o = static_cast<T*>(out.mutable_data());
+    const hk::idx ldo = out.shape(1);
+    hk::Options opt;
+    opt.block_bytes = block_bytes;
+    opt.parallel_min_elements = parallel_min;
+    py::gil_scoped_release nogil;
+    hk::cosine<T>(va, vb, o, ldo, opt);
+}
+
+template <class T>
+void paired_t(const py::array& a, const py::array& b, py::array out) {
+    py::object ha, hb;
+    const hk::View<T> va = any_view<T>(a, ha);
+    const hk::View<T> vb = any_view<T>(b, hb);
+    T* o = static_cast<T*>(out.mutable_data());
+    py::gil_scoped_release nogil;
+    hk::paired_cosine<T>(va, vb, o);
+}
+
+bool is_f32(const py::array& x) { return x.dtype().equal(py::dtype::of<float>()); }
+
+void cosine(const py::array& a, const py::array& b, py::array out, hk::idx block_bytes,
+            hk::idx parallel_min) {
+    if (is_f32(out))
+        cosine_t<float>(a, b, out, block_bytes, parallel_min);
+    else
+        cosine_t<double>(a, b, out, block_bytes, parallel_min);
+}
+
+void paired(const py::array& a, const py::array& b, py::array out) {
+    if (is_f32(out))
+        paired_t<float>(a, b, out);
+    else
+        paired_t<double>(a, b, out);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_cosine, m) {
+    m.doc() = "C++/BLAS cosine-similarity kernels (use harness.kernels, which checks arguments)";
+    m.def("cosine", &cosine, py::arg("a"), py::arg("b"), py::arg("out"),
+          py::arg("block_bytes"), py::arg("parallel_min_elements"),
+          "out[:] = cosine(a, b); a, b, out share a float dtype, out is C-contiguous (N, M)");
+    m.def("paired", &paired, py::arg("a"), py::arg("b"), py::arg("out"),
+          "out[:] = row-wise cosine(a_i, b_i); a, b (N, D) and out (N,) share a float dtype");
+    m.def("blas_threads", &hk::blas::num_threads, "OpenBLAS thread count of the linked library");
+    m.def("blas_config", []() { return std::string(hk::blas::config()); },
+          "OpenBLAS build configuration string of the linked library");
+    m.attr("BLAS") = HARNESS_BLAS_NAME;
+}
