@@ -1,1 +1,185 @@
-"""Session fixtures for the triton service (filled in by its issue)."""
+"""Session fixtures for Triton: the golden fixture model in a temp repository, served by the
+backend chosen with --backend (local | docker | external), plus clients for both protocols.
+
+The served repository is the canonical `config.pbtxt` of the classifier with the committed
+fixture ONNX file (fixtures/triton/model.onnx), so golden answers do not depend on retraining.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.testing.plugin import backend, external_url, require_docker
+
+GOLDEN_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "triton"
+
+
+@dataclass(frozen=True)
+class Golden:
+    """The committed golden data: ONNX file, inputs and expected outputs."""
+
+    model_path: Path
+    images: np.ndarray
+    labels: np.ndarray
+    logits: np.ndarray
+    predicted: np.ndarray
+    provenance: dict
+
+
+def load_golden(directory: Path = GOLDEN_DIR) -> Golden:
+    """Load fixtures/triton (made by fixtures/triton/make_golden.py)."""
+    data = np.load(directory / "golden.npz")
+    return Golden(
+        model_path=directory / "model.onnx",
+        images=data["images"],
+        labels=data["labels"],
+        logits=data["logits"],
+        predicted=data["predicted"],
+        provenance=json.loads((directory / "provenance.json").read_text()),
+    )
+
+
+def make_fixture_repository(cfg, dst: Path, model_path: Path | None = None) -> Path:
+    """A canonical-style repository: the real config.pbtxt of the classifier + the fixture ONNX."""
+    from harness.paths import resolve
+
+    name = cfg.triton.model_name
+    src = resolve(cfg.triton.repository) / name / "config.pbtxt"
+    (dst / name / "1").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst / name / "config.pbtxt")
+    shutil.copyfile(model_path or GOLDEN_DIR / "model.onnx", dst / name / "1" / "model.onnx")
+    return dst
+
+
+@pytest.fixture(scope="session")
+def triton_cfg():
+    """The composed configuration (defaults)."""
+    from harness.config import compose
+
+    return compose([])
+
+
+@pytest.fixture(scope="session")
+def triton_golden() -> Golden:
+    """Golden images and expected logits/labels."""
+    return load_golden()
+
+
+@pytest.fixture(scope="session")
+def triton_repository(triton_cfg, tmp_path_factory) -> Path:
+    """A temporary canonical repository holding the fixture model."""
+    return make_fixture_repository(triton_cfg, tmp_path_factory.mktemp("triton_repo"))
+
+
+@pytest.fixture(scope="session")
+def triton_server(pytestconfig, triton_cfg, triton_repository, tmp_path_factory) -> Iterator:
+    """A ready TritonServer serving the fixture model, on the chosen backend."""
+    from harness.services.triton import make_triton
+
+    kind = backend(pytestconfig)
+    if kind == "docker":
+        require_docker()
+        server = make_triton(triton_cfg, "docker", triton_repository)
+    elif kind == "external":
+        http = external_url(pytestconfig, "triton-url", "Triton")
+        grpc = pytestconfig.getoption("--triton-grpc-url")
+        server = make_triton(triton_cfg, "external", http_url=http, grpc_url=grpc)
+    else:
+        server = make_triton(
+            triton_cfg, "local", triton_repository, work_dir=tmp_path_factory.mktemp("triton")
+        )
+    server.start()
+    try:
+        if kind == "external":
+            _load_fixture_model_externally(triton_cfg, server)
+        yield server
+    finally:
+        server.stop()
+
+
+def _load_fixture_model_externally(cfg, server) -> None:
+    """Ask an external server (explicit model control) to load the fixture model, or skip."""
+    from harness.paths import resolve
+    from harness.serving.client import TritonClient
+    from harness.serving.repository import config_to_json, read_config
+
+    # A separate name: the remote's own model is never replaced by the test fixture.
+    name = external_model_name(cfg)
+    config = read_config(resolve(cfg.triton.repository) / cfg.triton.model_name)
+    config.name = name
+    files = {"file:1/model.onnx": (GOLDEN_DIR / "model.onnx").read_bytes()}
+    with TritonClient(server.http_address, "http") as client:
+        try:
+            client.client.load_model(name, config=config_to_json(config), files=files)
+        except Exception as exc:  # not explicit mode, or no onnxruntime backend there
+            pytest.skip(f"external Triton cannot load the fixture model: {exc}")
+    server.models = [name]
+
+
+def external_model_name(cfg) -> str:
+    """Name under which the fixture model is loaded into an external server."""
+    return f"{cfg.triton.model_name}-harness-golden"
+
+
+@pytest.fixture(scope="session")
+def triton_model(pytestconfig, triton_cfg, triton_server) -> str:
+    """Name of the served fixture classifier."""
+    if backend(pytestconfig) == "external":
+        return external_model_name(triton_cfg)
+    return triton_cfg.triton.model_name
+
+
+@pytest.fixture(params=["http", "grpc"])
+def triton_client(request, triton_server, triton_cfg):
+    """A TritonClient for each protocol."""
+    from harness.serving.client import TritonClient
+
+    protocol = request.param
+    client = TritonClient(
+        triton_server.address(protocol),
+        protocol,
+        timeout_s=triton_cfg.triton.client.timeout_s,
+        connect_timeout_s=triton_cfg.triton.client.connect_timeout_s,
+    )
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def triton_reloader(triton_server, triton_model):
+    """A function reloading the model with a Variant applied to its served config.
+
+    The served config is restored at the end of the session; tests that must not leak their
+    variant into later tests use `triton_reload`, which restores it after each test.
+    """
+    from harness.perf.tune import load_variant
+    from harness.serving.client import TritonClient
+    from harness.serving.repository import config_from_json, config_to_json
+
+    client = TritonClient(triton_server.grpc_url, "grpc")
+    base = client.config(triton_model)
+
+    def reload(variant=None, preferred=None):
+        if variant is None:  # back to the served config
+            client.load(triton_model, config_to_json(config_from_json(base)))
+        else:
+            load_variant(client, triton_model, variant, base, preferred)
+        return client.config(triton_model)
+
+    yield reload
+    reload(None)
+    client.close()
+
+
+@pytest.fixture
+def triton_reload(triton_reloader):
+    """Like `triton_reloader`, restoring the served config after the test."""
+    yield triton_reloader
+    triton_reloader(None)

@@ -1,0 +1,306 @@
+"""Sweep Triton batching/instance settings with perf_analyzer, like NVIDIA's Model Analyzer.
+
+Each variant is loaded into the running server with a config override (explicit model-control
+mode), measured at the target concurrency, and the best one (highest throughput whose p99 stays
+within the latency budget) is chosen; the no-batching baseline and the choice also get a
+concurrency sweep. The canonical config.pbtxt changes only through `apply_choice`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from harness.errors import HarnessError
+from harness.perf.analyzer import PerfResult, run_perf_analyzer
+from harness.serving.client import TritonClient
+from harness.serving.repository import (
+    apply_tuning,
+    config_from_json,
+    config_to_json,
+    get_parameter,
+    instance_count,
+    leading_comments,
+    read_config,
+    write_config,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One point of the sweep grid."""
+
+    batching: bool
+    delay_us: int | None
+    instances: int
+    threads: int
+
+    @property
+    def label(self) -> str:
+        """Short human-readable name."""
+        batch = f"dynamic {self.delay_us}us" if self.batching else "no batching"
+        return f"{batch}, {self.instances} inst, {self.threads} thr"
+
+
+@dataclass
+class Trial:
+    """A variant and what perf_analyzer measured for it."""
+
+    variant: Variant
+    target: PerfResult
+    sweep: list[PerfResult] = field(default_factory=list)
+
+    def within(self, budget_p99_ms: float) -> bool:
+        """True when p99 at the target concurrency is within the budget."""
+        return self.target.p99_ms <= budget_p99_ms
+
+
+def grid(
+    batching: Sequence[bool],
+    delays_us: Sequence[int],
+    instances: Sequence[int],
+    threads: Sequence[int],
+) -> list[Variant]:
+    """All variants: no batching once per instance/thread pair, batching per delay."""
+    out: list[Variant] = []
+    for inst in instances:
+        for thr in threads:
+            for b in batching:
+                if not b:
+                    out.append(Variant(False, None, int(inst), int(thr)))
+                else:
+                    out += [Variant(True, int(d), int(inst), int(thr)) for d in delays_us]
+    return out
+
+
+def variant_of(cfg_proto) -> Variant:
+    """The Variant a ModelConfig corresponds to."""
+    batching = cfg_proto.HasField("dynamic_batching")
+    delay = cfg_proto.dynamic_batching.max_queue_delay_microseconds if batching else None
+    threads = int(get_parameter(cfg_proto, "intra_op_thread_count", "0") or 0)
+    return Variant(batching, delay, instance_count(cfg_proto), threads)
+
+
+def load_variant(
+    client: TritonClient,
+    model: str,
+    variant: Variant,
+    base_json: dict,
+    preferred: Sequence[int] | None = None,
+) -> None:
+    """Reload `model` on the server with `variant` applied to its served config."""
+    tuned = apply_tuning(
+        config_from_json(base_json),
+        batching=variant.batching,
+        max_queue_delay_us=variant.delay_us,
+        preferred_batch_size=list(preferred) if preferred else None,
+        instances=variant.instances,
+        intra_op_threads=variant.threads or None,
+    )
+    client.load(model, config_to_json(tuned))
+    if not client.model_ready(model):
+        raise HarnessError(f"model '{model}' not ready after loading {variant.label}")
+
+
+def choose(trials: Sequence[Trial], budget_p99_ms: float) -> tuple[Trial, str]:
+    """The best trial (highest throughput within the p99 budget) and the reasoning."""
+    if not trials:
+        raise HarnessError("no trial to choose from")
+    ok = [t for t in trials if t.within(budget_p99_ms)]
+    if ok:
+        best = max(ok, key=lambda t: t.target.throughput)
+        why = (
+            f"{best.variant.label}: highest throughput ({best.target.throughput:.0f} infer/s) of "
+            f"the {len(ok)}/{len(trials)} configs whose p99 ({best.target.p99_ms:.2f} ms) stays "
+            f"within the {budget_p99_ms:g} ms budget"
+        )
+    else:
+        best = min(trials, key=lambda t: t.target.p99_ms)
+        why = (
+            f"no config met the {budget_p99_ms:g} ms p99 budget; {best.variant.label} has the "
+            f"lowest p99 ({best.target.p99_ms:.2f} ms)"
+        )
+    return best, why
+
+
+def sweep(
+    cfg: DictConfig,
+    client: TritonClient,
+    address: str,
+    model: str,
+    variants: Sequence[Variant],
+    *,
+    protocol: str,
+    concurrency: int,
+    measurement_interval_ms: int,
+    preferred: Sequence[int] | None = None,
+) -> list[Trial]:
+    """Measure every variant at `concurrency` (one perf_analyzer run each)."""
+    base = client.config(model)
+    trials = []
+    for i, variant in enumerate(variants, 1):
+        load_variant(client, model, variant, base, preferred)
+        res = run_perf_analyzer(
+            cfg,
+            model,
+            address,
+            concurrency=concurrency,
+            protocol=protocol,
+            measurement_interval_ms=measurement_interval_ms,
+        )[0]
+        log.info(
+            "[%d/%d] %s: %.0f infer/s, p99 %.2f ms",
+            i,
+            len(variants),
+            variant.label,
+            res.throughput,
+            res.p99_ms,
+        )
+        trials.append(Trial(variant, res))
+    # Leave the server serving its original config.
+    client.load(model, config_to_json(config_from_json(base)))
+    return trials
+
+
+def concurrency_sweep(
+    cfg: DictConfig,
+    client: TritonClient,
+    address: str,
+    model: str,
+    trial: Trial,
+    levels: Sequence[int],
+    *,
+    protocol: str,
+    measurement_interval_ms: int,
+    preferred: Sequence[int] | None = None,
+) -> None:
+    """Fill `trial.sweep` with one measurement per concurrency level."""
+    base = client.config(model)
+    load_variant(client, model, trial.variant, base, preferred)
+    trial.sweep = run_perf_analyzer(
+        cfg,
+        model,
+        address,
+        concurrency=list(levels),
+        protocol=protocol,
+        measurement_interval_ms=measurement_interval_ms,
+    )
+    client.load(model, config_to_json(config_from_json(base)))
+
+
+def apply_choice(model_dir: Path, variant: Variant, preferred: Sequence[int] | None) -> Path:
+    """Write the chosen settings into the canonical config.pbtxt (validated, atomic)."""
+    current = read_config(model_dir)
+    tuned = apply_tuning(
+        current,
+        batching=variant.batching,
+        max_queue_delay_us=variant.delay_us,
+        preferred_batch_size=list(preferred) if preferred else None,
+        instances=variant.instances,
+        intra_op_threads=variant.threads or None,
+    )
+    return write_config(tuned, model_dir, header=leading_comments(model_dir))
+
+
+def _grid_settings(cfg: DictConfig, quick: bool) -> dict:
+    tune, test = cfg.triton.tune, cfg.triton.test
+    src = test if quick else tune
+    return {
+        "delays": list(src.max_queue_delay_microseconds),
+        "instances": list(src.instance_count),
+        "interval": int(src.measurement_interval_ms),
+        "levels": list(src.concurrency_sweep),
+        "batching": list(tune.batching),
+        "threads": list(tune.intra_op_thread_count),
+    }
+
+
+def run_tune(
+    cfg: DictConfig,
+    *,
+    backend: str | None = None,
+    http_url: str | None = None,
+    grpc_url: str | None = None,
+    apply: bool = False,
+    quick: bool = False,
+) -> list[str]:
+    """The whole `harness tune`: serve, sweep, choose, (apply), write the report; summary lines."""
+    from harness.paths import resolve
+    from harness.reports.triton import write_report
+    from harness.services.triton import make_triton
+
+    model = cfg.triton.model_name
+    repo = resolve(cfg.triton.repository)
+    model_dir = repo / model
+    canonical = read_config(model_dir)
+    backend = backend or cfg.triton.backend
+    if backend != "external" and not any(model_dir.glob("[0-9]*/model.onnx")):
+        raise HarnessError(f"{model_dir}/1/model.onnx is missing: run `harness export` first")
+    tune = cfg.triton.tune
+    g = _grid_settings(cfg, quick)
+    preferred = list(cfg.triton.model_config.preferred_batch_size)
+    before_variant = variant_of(canonical)
+    variants = grid(g["batching"], g["delays"], g["instances"], g["threads"])
+    if before_variant not in variants:
+        variants.append(before_variant)
+    budget = float(cfg.triton.latency_budget_ms.p99)
+    protocol = str(tune.protocol)
+    server = make_triton(cfg, backend, repo, [model], http_url=http_url, grpc_url=grpc_url)
+    with server, TritonClient(server.grpc_url, "grpc") as client:
+        address = server.address(protocol)
+        common = dict(protocol=protocol, measurement_interval_ms=g["interval"], preferred=preferred)
+        trials = sweep(
+            cfg, client, address, model, variants, concurrency=int(tune.concurrency), **common
+        )
+        chosen, why = choose(trials, budget)
+        before = next(t for t in trials if t.variant == before_variant)
+        nobatch = [t for t in trials if not t.variant.batching]
+        baseline = min(
+            nobatch, key=lambda t: (t.variant.instances, t.variant.threads), default=None
+        )
+        for t in {id(t): t for t in (baseline, chosen) if t is not None}.values():
+            concurrency_sweep(cfg, client, address, model, t, g["levels"], **common)
+    written = apply_choice(model_dir, chosen.variant, preferred) if apply else None
+    report = write_report(
+        resolve(tune.report),
+        resolve(tune.plot),
+        model=model,
+        backend=server.backend,
+        protocol=protocol,
+        concurrency=int(tune.concurrency),
+        budget_p99_ms=budget,
+        repository=repo,
+        trials=trials,
+        before=before,
+        chosen=chosen,
+        reasoning=why,
+        baseline=baseline,
+        applied=apply,
+        notes=[
+            "perf_analyzer runs on the same 2 vCPUs as the server: absolute numbers are low and"
+            " noisy; compare ratios measured in one run.",
+            f"measurement interval {g['interval']} ms per trial"
+            + (" (reduced --quick grid)" if quick else ""),
+        ]
+        + [
+            f"{t.variant.label}: perf_analyzer could not hold its stability band"
+            for t in trials
+            if not t.target.stable
+        ],
+    )
+    lines = [
+        f"tune: {len(trials)} configs at concurrency {tune.concurrency} ({protocol})",
+        f"  before:  {before.variant.label}: {before.target.throughput:.0f} infer/s, "
+        f"p99 {before.target.p99_ms:.2f} ms",
+        f"  chosen:  {why}",
+        f"  report:  {report}",
+    ]
+    if written:
+        lines.append(f"  applied: {written}")
+    return lines

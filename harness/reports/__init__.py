@@ -1,0 +1,1 @@
+"""Markdown report writers (one module per report)."""

@@ -1,0 +1,1 @@
+"""Triton serving: model repository configs, the local materializer, the client, the demo."""

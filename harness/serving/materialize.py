@@ -1,0 +1,138 @@
+"""Materialize a canonical (container-ready) model repository for the embedded tritonserver.
+
+The tritonserver binary of the nvidia-pytriton wheel has only the python backend. Each
+`onnxruntime_onnx` model becomes a python-backend model with the same name, inputs, outputs,
+max_batch_size, dynamic batching and instance groups whose `model.py` (harness/serving/pb_model.py)
+runs the very same ONNX file (symlinked, not copied) with onnxruntime, or with OpenVINO when the
+config asks for the OpenVINO CPU accelerator. Python models and ensembles are copied as they are;
+TensorRT plans are skipped with the reason. The canonical repository is only read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from tritonclient.grpc import model_config_pb2 as mc
+
+from harness.errors import HarnessError
+from harness.serving.repository import (
+    CONFIG_NAME,
+    check_config,
+    get_parameter,
+    is_ensemble,
+    is_onnx,
+    is_python,
+    is_tensorrt,
+    list_models,
+    read_config,
+    set_parameter,
+    uses_openvino,
+    version_dirs,
+    write_config,
+)
+
+log = logging.getLogger(__name__)
+PB_MODEL_SOURCE = Path(__file__).with_name("pb_model.py")
+RUNTIME_PARAM = "harness_runtime"
+MODEL_FILE_PARAM = "harness_model_file"
+
+
+def python_config_for(cfg: mc.ModelConfig) -> mc.ModelConfig:
+    """The python-backend config standing in for an ONNX Runtime model config."""
+    out = mc.ModelConfig()
+    out.CopyFrom(cfg)
+    out.ClearField("platform")
+    out.backend = "python"
+    # The python backend has no execution accelerators; the runtime is picked by a parameter.
+    out.ClearField("optimization")
+    set_parameter(out, RUNTIME_PARAM, "openvino" if uses_openvino(cfg) else "onnxruntime")
+    set_parameter(out, MODEL_FILE_PARAM, cfg.default_model_filename or "model.onnx")
+    out.ClearField("default_model_filename")
+    return out
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    # A symlink keeps it "the very same file" and costs nothing; copy where links are refused.
+    try:
+        os.symlink(src.resolve(), dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _materialize_onnx(cfg: mc.ModelConfig, src: Path, dst: Path) -> str | None:
+    """Write the python stand-in of one ONNX model; return a skip reason or None."""
+    model_file = cfg.default_model_filename or "model.onnx"
+    versions = [v for v in version_dirs(src) if (v / model_file).is_file()]
+    if not versions:
+        return f"no version folder holds {model_file} (export the model first)"
+    dst.mkdir(parents=True)
+    for vdir in versions:
+        out = dst / vdir.name
+        out.mkdir()
+        for item in vdir.iterdir():
+            if item.name.startswith("."):
+                continue
+            _link_or_copy(item, out / item.name)  # model.onnx plus any external-data files
+        shutil.copyfile(PB_MODEL_SOURCE, out / "model.py")
+    write_config(python_config_for(cfg), dst / CONFIG_NAME)
+    return None
+
+
+def _copy_as_is(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst, symlinks=False, ignore=shutil.ignore_patterns("__pycache__"))
+    for vdir in version_dirs(dst):  # Triton needs a version folder even for ensembles
+        vdir.mkdir(exist_ok=True)
+
+
+def skip_reason(cfg: mc.ModelConfig) -> str | None:
+    """Why the embedded server cannot serve a model of this kind (None: it can)."""
+    if is_tensorrt(cfg):
+        return "TensorRT needs an NVIDIA GPU (and NVIDIA's container)"
+    if is_onnx(cfg) or is_python(cfg) or is_ensemble(cfg):
+        return None
+    kind = cfg.platform or cfg.backend
+    return f"no '{kind}' backend in the embedded tritonserver (only python)"
+
+
+def materialize(src_repo: Path, dst_dir: Path, models: list[str] | None = None) -> list[str]:
+    """Write a repository the embedded tritonserver can serve; return the materialized names.
+
+    `models=None` takes every model of `src_repo`. A model that cannot be served here (TensorRT,
+    no weights yet, unknown backend) is skipped with the reason logged; an unknown name raises.
+    """
+    src_repo, dst_dir = Path(src_repo), Path(dst_dir)
+    available = list_models(src_repo)
+    if models is not None:
+        unknown = [m for m in models if m not in available]
+        if unknown:
+            raise HarnessError(
+                f"model(s) {', '.join(unknown)} not in {src_repo} (has: {', '.join(available)})"
+            )
+    wanted = list(available if models is None else models)
+    if src_repo.resolve() == dst_dir.resolve():
+        raise HarnessError("refusing to materialize a repository onto itself")
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    done: list[str] = []
+    for name in wanted:
+        src = src_repo / name
+        cfg = check_config(read_config(src), src)
+        dst = dst_dir / name
+        if dst.exists() or dst.is_symlink():
+            shutil.rmtree(dst) if dst.is_dir() and not dst.is_symlink() else dst.unlink()
+        reason = skip_reason(cfg)
+        if reason is None and is_onnx(cfg):
+            reason = _materialize_onnx(cfg, src, dst)
+            runtime = get_parameter(python_config_for(cfg), RUNTIME_PARAM)
+            if reason is None:
+                log.info("materialized %s: onnx -> python backend (%s)", name, runtime)
+        elif reason is None:
+            _copy_as_is(src, dst)
+            log.info("materialized %s: copied as-is (%s)", name, cfg.platform or cfg.backend)
+        if reason is not None:
+            log.warning("skipped %s: %s", name, reason)
+            continue
+        done.append(name)
+    return done

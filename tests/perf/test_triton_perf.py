@@ -1,0 +1,177 @@
+"""Triton performance as ratios measured side by side in one run (perf_analyzer, concurrency 8).
+
+- the tuned (canonical) config >= 1.2 x the same model without dynamic batching;
+- served throughput >= 0.25 x in-process onnxruntime at batch 8 (the serving overhead budget);
+- p99 at concurrency 8 within the configured latency budget.
+The measurements alternate (A, B, C, A, B, C) and each side keeps its best round, so a burst of
+load from elsewhere on the shared machine does not decide a ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from harness.paths import resolve
+from harness.perf.analyzer import run_perf_analyzer
+from harness.perf.tools import perf_analyzer_problem
+from harness.perf.tune import Variant, run_tune, variant_of
+from harness.serving.client import TritonClient
+from harness.serving.repository import config_from_json, read_config
+
+pytestmark = pytest.mark.perf
+ROUNDS = 2
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _perf_analyzer(triton_cfg):
+    problem = perf_analyzer_problem(triton_cfg)
+    if problem:
+        pytest.skip(problem)
+
+
+def inprocess_throughput(model_path, batch: int, seconds: float) -> float:
+    """Images/s of in-process onnxruntime at `batch`: the best of default and 1 intra-op thread."""
+    x = np.random.default_rng(0).random((batch, 1, 28, 28), dtype=np.float32)
+    best = 0.0
+    for threads in (0, 1):
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+        for _ in range(20):
+            sess.run(None, {"images": x})
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 2:
+            sess.run(None, {"images": x})
+            n += 1
+        best = max(best, n * batch / (time.perf_counter() - start))
+    return best
+
+
+@pytest.fixture(scope="module")
+def measured(triton_server, triton_model, triton_reloader, triton_cfg, triton_golden):
+    """Side-by-side measurements: no batching, tuned (served config), in-process onnxruntime."""
+    p = triton_cfg.triton.perf
+    proto = triton_cfg.triton.tune.protocol
+    address = triton_server.address(proto)
+    with TritonClient(triton_server.grpc_url, "grpc") as client:
+        base = client.config(triton_model)
+    tuned_variant = variant_of(config_from_json(base))
+    nobatch = Variant(False, None, tuned_variant.instances, tuned_variant.threads)
+
+    def pa():
+        return run_perf_analyzer(
+            triton_cfg,
+            triton_model,
+            address,
+            concurrency=int(p.concurrency),
+            protocol=proto,
+            measurement_interval_ms=int(p.measurement_interval_ms),
+        )[0]
+
+    rounds = {"nobatch": [], "tuned": [], "inprocess": []}
+    for _ in range(ROUNDS):
+        triton_reloader(nobatch)
+        rounds["nobatch"].append(pa())
+        triton_reloader(tuned_variant)
+        rounds["tuned"].append(pa())
+        rounds["inprocess"].append(
+            inprocess_throughput(
+                triton_golden.model_path, int(p.inprocess_batch), float(p.inprocess_seconds)
+            )
+        )
+    best_nb = max(rounds["nobatch"], key=lambda r: r.throughput)
+    best_tuned = max(rounds["tuned"], key=lambda r: r.throughput)
+    result = {
+        "tuned_config": tuned_variant.label,
+        "nobatch": best_nb,
+        "tuned": best_tuned,
+        "inprocess": max(rounds["inprocess"]),
+        "all": {k: [getattr(r, "throughput", r) for r in v] for k, v in rounds.items()},
+    }
+    summary = {
+        "tuned_config": result["tuned_config"],
+        "nobatch_infer_s": best_nb.throughput,
+        "tuned_infer_s": best_tuned.throughput,
+        "tuned_p99_ms": best_tuned.p99_ms,
+        "tuned_p99_ms_all_rounds": [r.p99_ms for r in rounds["tuned"]],
+        "inprocess_img_s": result["inprocess"],
+        "tuned_over_nobatch": best_tuned.throughput / best_nb.throughput,
+        "served_over_inprocess": best_tuned.throughput / result["inprocess"],
+        "rounds": result["all"],
+    }
+    print("\ntriton perf:", json.dumps(summary, indent=1))
+    out = resolve(triton_cfg.paths.work_dir) / "perf" / "triton_perf.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=1))
+    return result
+
+
+def test_tuned_config_beats_no_batching(measured, triton_cfg):
+    ratio = measured["tuned"].throughput / measured["nobatch"].throughput
+    floor = float(triton_cfg.triton.perf.min_tuned_over_nobatch)
+    assert ratio >= floor, (
+        f"tuned ({measured['tuned_config']}) {measured['tuned'].throughput:.0f} infer/s is "
+        f"{ratio:.2f}x no batching {measured['nobatch'].throughput:.0f} (floor {floor}x)"
+    )
+
+
+def test_served_throughput_vs_inprocess_onnxruntime(measured, triton_cfg):
+    ratio = measured["tuned"].throughput / measured["inprocess"]
+    floor = float(triton_cfg.triton.perf.min_served_over_inprocess)
+    assert ratio >= floor, (
+        f"served {measured['tuned'].throughput:.0f} infer/s is {ratio:.2f}x in-process "
+        f"onnxruntime {measured['inprocess']:.0f} img/s at batch 8 (floor {floor}x)"
+    )
+
+
+def test_p99_within_budget(measured, triton_cfg):
+    budget = float(triton_cfg.triton.latency_budget_ms.p99)
+    assert measured["tuned"].p99_ms <= budget, f"p99 {measured['tuned'].p99_ms:.2f} ms > {budget}"
+
+
+def test_tune_sweep_writes_report_and_applies_choice(triton_cfg, triton_golden, tmp_path):
+    from harness.config import compose
+
+    repo = tmp_path / "repo"
+    shutil.copytree(
+        resolve(triton_cfg.triton.repository) / triton_cfg.triton.model_name,
+        repo / triton_cfg.triton.model_name,
+    )
+    model_dir = repo / triton_cfg.triton.model_name
+    shutil.copyfile(triton_golden.model_path, model_dir / "1" / "model.onnx")
+    cfg = compose(
+        [
+            f"triton.repository={repo}",
+            f"triton.tune.report={tmp_path / 'triton.md'}",
+            f"triton.tune.plot={tmp_path / 'triton.png'}",
+            "triton.test.concurrency_sweep=[1,8]",
+        ]
+    )
+    canonical = resolve(triton_cfg.triton.repository) / triton_cfg.triton.model_name
+    canonical_before = (canonical / "config.pbtxt").read_text()
+    lines = run_tune(cfg, backend="local", apply=True, quick=True)
+    report = (tmp_path / "triton.md").read_text()
+    for section in (
+        "## System",
+        "## Task",
+        "## Model repository",
+        "## Before / after",
+        "## Choice",
+        "## Sweep (concurrency 8)",
+        "no batching",
+        "CPU:",
+        "RAM:",
+    ):
+        assert section in report
+    assert (tmp_path / "triton.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    chosen_line = next(ln for ln in lines if "chosen:" in ln)
+    applied = variant_of(read_config(model_dir))
+    assert applied.label in chosen_line, (applied.label, chosen_line)
+    assert (canonical / "config.pbtxt").read_text() == canonical_before

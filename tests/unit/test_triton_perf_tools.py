@@ -1,0 +1,87 @@
+"""perf_analyzer output parsing, sweep grid and choice, service factory (no server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.config import compose
+from harness.errors import HarnessError
+from harness.perf.analyzer import PerfResult, parse_csv, parse_server_counts
+from harness.perf.tune import Trial, Variant, choose, grid
+from harness.services.triton import ExternalTriton, free_ports, make_triton
+
+# The shape of perf_analyzer 2.41's `-f` CSV and summary (values from a run on this machine).
+CSV = (
+    "Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,"
+    "Server Compute Input,Server Compute Infer,Server Compute Output,Client Recv,p50 latency,"
+    "p90 latency,p95 latency,p99 latency,Avg latency,request/response,response wait\n"
+    "8,4449.69,2,777,401,31,396,183,0,1394,2416,3779,8109,1794,2,1785\n"
+)
+STDOUT = """Request concurrency: 8
+  Client:
+    Request count: 24311
+    Throughput: 4449.69 infer/sec
+  Server:
+    Inference count: 24313
+    Execution count: 7027
+"""
+
+
+def test_parse_csv_converts_microseconds_to_milliseconds():
+    (r,) = parse_csv(CSV)
+    assert r.concurrency == 8 and r.throughput == pytest.approx(4449.69)
+    assert (r.p50_ms, r.p90_ms, r.p95_ms, r.p99_ms) == pytest.approx((1.394, 2.416, 3.779, 8.109))
+    assert r.server_queue_ms == pytest.approx(0.401)
+    assert r.server_compute_ms == pytest.approx(0.031 + 0.396 + 0.183)
+
+
+def test_parse_rejects_non_perf_analyzer_csv():
+    with pytest.raises(HarnessError, match="Inferences/Second"):
+        parse_csv("a,b\n1,2\n")
+
+
+def test_parse_server_counts():
+    assert parse_server_counts(STDOUT) == {8: (24313, 7027)}
+
+
+def test_full_grid_matches_the_issue():
+    cfg = compose([])
+    t = cfg.triton.tune
+    variants = grid(t.batching, t.max_queue_delay_microseconds, t.instance_count, [1])
+    # no batching + 7 delays, for 1 and 2 instances
+    assert len(variants) == 16
+    assert sum(not v.batching for v in variants) == 2
+
+
+def _trial(batching, delay, tput, p99):
+    r = PerfResult(8, tput, 1, 1, 1, p99, 1, 0, 0, 0, 0)
+    return Trial(Variant(batching, delay, 1, 1), r)
+
+
+def test_choose_highest_throughput_within_budget():
+    trials = [
+        _trial(False, None, 1000, 2),
+        _trial(True, 100, 3000, 4),
+        _trial(True, 4000, 5000, 30),
+    ]
+    best, why = choose(trials, budget_p99_ms=10)
+    assert best.variant.delay_us == 100 and "within the 10 ms budget" in why
+    best, why = choose(trials, budget_p99_ms=1)
+    assert best.variant.delay_us is None and "no config met" in why
+
+
+def test_factory_and_external_urls():
+    cfg = compose([])
+    ext = make_triton(cfg, "external", http_url="http://10.0.0.5:8000", grpc_url="10.0.0.5:8001")
+    assert isinstance(ext, ExternalTriton)
+    assert ext.url == "http://10.0.0.5:8000" and ext.grpc_url == "10.0.0.5:8001"
+    with pytest.raises(HarnessError, match="needs --triton-url"):
+        make_triton(compose(["triton.external.http_url=null"]), "external")
+    with pytest.raises(HarnessError, match="unknown Triton backend"):
+        make_triton(cfg, "kubernetes")
+    with pytest.raises(HarnessError, match="host:port"):
+        make_triton(cfg, "external", http_url="nonsense")
+
+
+def test_free_ports_are_distinct():
+    assert len(set(free_ports(3))) == 3
