@@ -53,7 +53,9 @@ class ConversionCache:
                 return art, meta
         return None
 
-    def store(self, name: str, key: str, produced: Path, filename: str, meta: dict[str, Any]) -> Path:
+    def store(
+        self, name: str, key: str, produced: Path, filename: str, meta: dict[str, Any]
+    ) -> Path:
         """Move `produced` into the entry and write meta.json (the completeness marker) last."""
         d = self.entry(name, key)
         d.mkdir(parents=True, exist_ok=True)

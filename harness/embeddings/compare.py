@@ -46,7 +46,9 @@ def pair_stats(a: np.ndarray, b: np.ndarray) -> PairStats:
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     norms = np.linalg.norm(a64 - b64, axis=1)
     cos = np.sum(_unit(a64) * _unit(b64), axis=1)
-    agree = float(np.mean(nearest_neighbours(a64) == nearest_neighbours(b64))) if len(a) > 2 else 1.0
+    agree = 1.0
+    if len(a) > 2:
+        agree = float(np.mean(nearest_neighbours(a64) == nearest_neighbours(b64)))
     return PairStats(
         max_norm=float(norms.max()),
         mean_norm=float(norms.mean()),

@@ -21,7 +21,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.embeddings.cache import ConversionCache, file_sha256, install, key_of
 from harness.embeddings.fixtures_gen import read_sentences
-from harness.embeddings.model import build_wrapper, load_tokenizer, model_path, tokenize, torch_embed
+from harness.embeddings.model import (
+    build_wrapper,
+    load_tokenizer,
+    model_path,
+    tokenize,
+    torch_embed,
+)
 from harness.errors import HarnessError
 from harness.paths import resolve
 
@@ -207,7 +213,7 @@ def export_onnx(cfg: DictConfig, mpath: Path, out: Path) -> dict[str, Any]:
     m = cfg.embed.model
     wrapper = build_wrapper(mpath)
     batch = parity_batch(cfg)
-    example = (torch.from_numpy(batch["input_ids"][:2]), torch.from_numpy(batch["attention_mask"][:2]))
+    example = tuple(torch.from_numpy(batch[n][:2]) for n in ("input_ids", "attention_mask"))
     axes = {n: {0: "batch", 1: "sequence"} for n in m.input_names}
     axes[m.output_name] = {0: "batch"}
     with warnings.catch_warnings():
@@ -313,7 +319,7 @@ def _quant_enum(name: str) -> Any:
 
 
 def excluded_nodes(model_path: Path, c: DictConfig) -> list[str]:
-    """Nodes kept in float: listed names, names matching a pattern, activation x activation MatMuls."""
+    """Nodes kept in float: listed, matching a pattern, or activation x activation MatMuls."""
     import re
 
     import onnx

@@ -57,7 +57,7 @@ def write_report(
     perf: dict[str, Any] | None = None,
     path: Path | None = None,
 ) -> Path:
-    """Write the Markdown report (and heatmap PNG next to it); sections without data are left out."""
+    """Write the Markdown report (heatmap PNG next to it); sections without data are left out."""
     path = Path(path) if path else resolve(cfg.embed.reports_dir) / "embeddings.md"
     lines = [
         "# Sentence embeddings: all-MiniLM-L6-v2 in every format",
@@ -68,7 +68,8 @@ def write_report(
         "",
     ]
     if conversions:
-        lines += ["## Conversions", "", "| format | model | cached | s | checks |", "|---|---|---|---|---|"]
+        lines += ["## Conversions", "", "| format | model | cached | s | checks |"]
+        lines.append("|---|---|---|---|---|")
         for r in conversions:
             if r.skipped:
                 lines.append(f"| {r.format} | {r.model} | – | – | skipped: {r.skipped} |")
