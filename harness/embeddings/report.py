@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -59,14 +61,24 @@ def write_report(
 ) -> Path:
     """Write the Markdown report (heatmap PNG next to it); sections without data are left out."""
     path = Path(path) if path else resolve(cfg.embed.reports_dir) / "embeddings.md"
-    lines = [
+    # Sections are kept in a JSON sidecar so `compare` and `perf` runs each refresh their own
+    # part of the one report without wiping the other's.
+    state_path = path.with_suffix(".json")
+    sections: dict[str, list[str]] = {}
+    if state_path.is_file():
+        try:
+            sections = json.loads(state_path.read_text())
+        except ValueError:
+            sections = {}
+    header = [
         "# Sentence embeddings: all-MiniLM-L6-v2 in every format",
         "",
-        f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} on {_cpu()} "
-        f"({__import__('os').cpu_count()} vCPU). Oracle: sentence-transformers "
+        f"Updated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} on {_cpu()} "
+        f"({os.cpu_count()} vCPU). Oracle: sentence-transformers "
         "`encode(normalize_embeddings=True)` in-process.",
         "",
     ]
+    lines: list[str] = []
     if conversions:
         lines += ["## Conversions", "", "| format | model | cached | s | checks |"]
         lines.append("|---|---|---|---|---|")
@@ -79,6 +91,7 @@ def write_report(
             )
             lines.append(f"| {r.format} | {r.model} | {r.cached} | {r.seconds:.1f} | {checks} |")
         lines.append("")
+        sections["conversions"], lines = lines, []
     if comparison is not None:
         c = comparison
         lines += [
@@ -113,10 +126,14 @@ def write_report(
         for i, x in enumerate(names):
             lines.append(f"| {x} | " + " | ".join(f"{v:.1e}" for v in mat[i]) + " |")
         lines += ["", f"![heatmap]({png.name})", ""]
+        sections["drift"], lines = lines, []
     if perf:
-        lines += perf_section(perf)
+        sections["perf"] = perf_section(perf)
+    with atomic_open(state_path, encoding="utf-8") as fh:
+        json.dump(sections, fh, indent=0)
+    body = [ln for key in ("conversions", "drift", "perf") for ln in sections.get(key, [])]
     with atomic_open(path, encoding="utf-8") as fh:
-        fh.write("\n".join(lines) + "\n")
+        fh.write("\n".join(header + body) + "\n")
     return path
 
 
