@@ -69,6 +69,7 @@ def text_array(texts: list[Any]) -> np.ndarray:
 
 def embed_served(client: Any, cfg: DictConfig, fmt: str, texts: list[str]) -> np.ndarray:
     """Embeddings of `texts` from format `fmt`'s text-in ensemble (float32 [n, dim])."""
+    format_cfg(cfg, fmt)  # an unknown name fails in one line before any request
     name = ensemble_name(cfg.embed, fmt)
     out = client.infer(name, {"text": text_array(texts)}, batch=int(cfg.embed.compare.batch_size))
     return np.asarray(out[cfg.embed.model.output_name], dtype=np.float32)
