@@ -86,8 +86,8 @@ def served_perf(
                         "seq": seq,
                         "concurrency": r.concurrency,
                         "throughput": r.throughput,
-                        "p50_ms": r.p50_us / 1000.0,
-                        "p99_ms": r.p99_us / 1000.0,
+                        "p50_ms": r.p50_ms,
+                        "p99_ms": r.p99_ms,
                         "stable": r.stable,
                     }
                 )

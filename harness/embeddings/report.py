@@ -58,6 +58,7 @@ def write_report(
     conversions: list[Any] | None = None,
     perf: dict[str, Any] | None = None,
     path: Path | None = None,
+    ratios: list[str] | None = None,
 ) -> Path:
     """Write the Markdown report (heatmap PNG next to it); sections without data are left out."""
     path = Path(path) if path else resolve(cfg.embed.reports_dir) / "embeddings.md"
@@ -129,9 +130,14 @@ def write_report(
         sections["drift"], lines = lines, []
     if perf:
         sections["perf"] = perf_section(perf)
+    if ratios:
+        sections["ratios"] = ["## Throughput ratios (tests/perf, measured side by side)", ""]
+        sections["ratios"] += [f"- {r}" for r in ratios] + [""]
     with atomic_open(state_path, encoding="utf-8") as fh:
         json.dump(sections, fh, indent=0)
-    body = [ln for key in ("conversions", "drift", "perf") for ln in sections.get(key, [])]
+    body = [
+        ln for key in ("conversions", "drift", "perf", "ratios") for ln in sections.get(key, [])
+    ]
     with atomic_open(path, encoding="utf-8") as fh:
         fh.write("\n".join(header + body) + "\n")
     return path
