@@ -318,7 +318,7 @@ def _quant_enum(name: str) -> Any:
     raise HarnessError(f"unknown quantization setting {name!r}")
 
 
-def excluded_nodes(model_path: Path, c: DictConfig) -> list[str]:
+def excluded_nodes(model_path: Path, c: DictConfig, patterns_only: bool = False) -> list[str]:
     """Nodes kept in float: listed, matching a pattern, or activation x activation MatMuls."""
     import re
 
@@ -327,12 +327,13 @@ def excluded_nodes(model_path: Path, c: DictConfig) -> list[str]:
     graph = onnx.load(str(model_path), load_external_data=False).graph
     inits = {i.name for i in graph.initializer}
     pats = [re.compile(p) for p in c.get("exclude_patterns", [])]
-    out = list(c.get("nodes_to_exclude", []))
+    out = [] if patterns_only else list(c.get("nodes_to_exclude", []))
     for node in graph.node:
         if any(p.search(node.name) for p in pats):
             out.append(node.name)
         elif (
-            c.get("exclude_activation_matmuls", False)
+            not patterns_only
+            and c.get("exclude_activation_matmuls", False)
             and node.op_type == "MatMul"
             and not any(i in inits for i in node.input)
         ):
@@ -342,7 +343,7 @@ def excluded_nodes(model_path: Path, c: DictConfig) -> list[str]:
 
 def to_int8_static(cfg: DictConfig, src: Path, out: Path) -> dict[str, Any]:
     """Static int8: activation ranges calibrated on the committed calibration set."""
-    from onnxruntime.quantization import quantize_static
+    from onnxruntime.quantization import quantize_dynamic, quantize_static
 
     c = cfg.embed.convert.int8
     reader = CalibrationReader(cfg)
@@ -364,6 +365,23 @@ def to_int8_static(cfg: DictConfig, src: Path, out: Path) -> dict[str, Any]:
             extra_options={"CalibPercentile": float(c.percentile)},
             calibration_providers=["CPUExecutionProvider"],
         )
+    if c.get("excluded_dynamic", False):
+        # The outlier-heavy layers kept out of static int8 still get int8 weights, with their
+        # activation range measured per batch at run time instead of fixed by calibration.
+        names = sorted(set(excluded_nodes(src, c, patterns_only=True)))
+        static = out.with_name("static_" + out.name)
+        out.rename(static)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_dynamic(
+                str(static),
+                str(out),
+                op_types_to_quantize=["MatMul"],
+                nodes_to_quantize=names,
+                per_channel=bool(c.per_channel),
+                weight_type=_quant_enum(c.weight_type),
+            )
+        static.unlink()
     checks = _check_vs_fp32(cfg, src, out)
     checks["calibration_sentences"] = reader.n_sentences
     checks["float_nodes"] = len(exclude)
