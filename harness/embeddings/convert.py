@@ -47,6 +47,7 @@ class ConversionResult:
     seconds: float = 0.0
     checks: dict[str, Any] = field(default_factory=dict)
     skipped: str | None = None
+    build_seconds: float = 0.0  # how long the conversion itself took (when it was not cached)
 
 
 def _versions(*names: str) -> dict[str, str]:
@@ -172,7 +173,13 @@ class Converter:
         dst = repo_model_file(self.cfg, fmt)
         install(art, dst)
         return ConversionResult(
-            fmt, f.model, dst, cached, time.perf_counter() - t0, dict(meta.get("checks", {}))
+            fmt,
+            f.model,
+            dst,
+            cached,
+            time.perf_counter() - t0,
+            dict(meta.get("checks", {})),
+            build_seconds=float(meta.get("seconds", 0.0)),
         )
 
     def _convert(self, fmt: str, out: Path) -> dict[str, Any]:

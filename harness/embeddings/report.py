@@ -81,8 +81,8 @@ def write_report(
     ]
     lines: list[str] = []
     if conversions:
-        lines += ["## Conversions", "", "| format | model | cached | s | checks |"]
-        lines.append("|---|---|---|---|---|")
+        lines += ["## Conversions", ""]
+        lines += ["| format | model | this run | conversion s | checks |", "|---|---|---|---|---|"]
         for r in conversions:
             if r.skipped:
                 lines.append(f"| {r.format} | {r.model} | – | – | skipped: {r.skipped} |")
@@ -90,7 +90,8 @@ def write_report(
             checks = ", ".join(
                 f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.checks.items()
             )
-            lines.append(f"| {r.format} | {r.model} | {r.cached} | {r.seconds:.1f} | {checks} |")
+            how = f"cached, {r.seconds:.1f}s" if r.cached else f"converted, {r.seconds:.1f}s"
+            lines.append(f"| {r.format} | {r.model} | {how} | {r.build_seconds:.1f} | {checks} |")
         lines.append("")
         sections["conversions"], lines = lines, []
     if comparison is not None:
