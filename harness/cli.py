@@ -18,7 +18,10 @@ from harness.errors import HarnessError
 
 # name -> (module, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("harness.commands.data", "prepare/describe the digits data set; push/pull it with DVC"),
+    "data": (
+        "harness.commands.data",
+        "prepare/describe the digits data set; push/pull it with DVC",
+    ),
     "train": ("harness.commands.train", "train the digit classifier (MLflow logging, checkpoints)"),
     "infer": ("harness.commands.infer", "predict the test split: predictions.csv + metrics"),
     "export": ("harness.commands.export", "export the trained classifier to ONNX (parity-checked)"),

@@ -45,7 +45,9 @@ def perf_analyzer_env(cfg: DictConfig) -> dict[str, str]:
     """Environment in which perf_analyzer finds libcudart.so.12 (a private symlink dir)."""
     env = dict(os.environ)
     lib = str(tools_dir(cfg) / "lib")
-    env["LD_LIBRARY_PATH"] = lib + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
+    env["LD_LIBRARY_PATH"] = lib + (
+        ":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else ""
+    )
     return env
 
 
@@ -86,9 +88,19 @@ def install_perf_analyzer(cfg: DictConfig) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         log.info("downloading %s (for its perf_analyzer binary)", pa.wheel_requirement)
         res = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", tmp,
-             pa.wheel_requirement],
-            capture_output=True, text=True,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "-d",
+                tmp,
+                pa.wheel_requirement,
+            ],
+            capture_output=True,
+            text=True,
         )
         wheels = glob.glob(os.path.join(tmp, "*.whl"))
         if res.returncode != 0 or not wheels:

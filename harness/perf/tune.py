@@ -205,6 +205,8 @@ def apply_choice(model_dir: Path, variant: Variant, preferred: Sequence[int] | N
         instances=variant.instances,
         intra_op_threads=variant.threads or None,
     )
+    if tuned == current:  # nothing to change: keep the hand-written file as it is
+        return model_dir / "config.pbtxt"
     return write_config(tuned, model_dir, header=leading_comments(model_dir))
 
 
@@ -219,6 +221,19 @@ def _grid_settings(cfg: DictConfig, quick: bool) -> dict:
         "batching": list(tune.batching),
         "threads": list(tune.intra_op_thread_count),
     }
+
+
+def _model_notes(model_dir: Path) -> list[str]:
+    import hashlib
+
+    notes = []
+    for path in sorted(model_dir.glob("[0-9]*/model.onnx")):
+        digest = hashlib.sha256(path.resolve().read_bytes()).hexdigest()[:12]
+        notes.append(
+            f"model file {path.name} (version {path.parent.name}): "
+            f"{path.stat().st_size} bytes, sha256 {digest}..."
+        )
+    return notes
 
 
 def run_tune(
@@ -282,7 +297,8 @@ def run_tune(
         reasoning=why,
         baseline=baseline,
         applied=apply,
-        notes=[
+        notes=_model_notes(model_dir)
+        + [
             "perf_analyzer runs on the same 2 vCPUs as the server: absolute numbers are low and"
             " noisy; compare ratios measured in one run.",
             f"measurement interval {g['interval']} ms per trial"

@@ -208,4 +208,6 @@ def write_report(
         out += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     with atomic_open(path) as fh:
         fh.write("\n".join(out))
+    for p in (path, plot_path):  # temp files are created 0600; reports are for everyone
+        os.chmod(p, 0o644)
     return path

@@ -255,8 +255,16 @@ def _stop_all() -> None:
 class ExternalService:
     """A service somebody else runs: we only check its health at the URL we were given."""
 
-    def __init__(self, name: str, url: str, health_path: str = "/", expect: Sequence[int] = (200,)):
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        health_path: str = "/",
+        expect: Sequence[int] = (200,),
+        timeout: float = 10.0,
+    ) -> None:
         self.name = name
+        self.timeout = timeout
         self._url = url.rstrip("/")
         self.health_path = health_path
         self.expect = tuple(expect)
@@ -272,7 +280,7 @@ class ExternalService:
 
     def start(self) -> None:
         """Nothing to start: fail clearly if the service does not answer."""
-        if not wait_until(self.ready, timeout=10.0, interval=0.5):
+        if not wait_until(self.ready, timeout=self.timeout, interval=0.5):
             raise ServiceError(f"{self.name}: no answer at {self._url}{self.health_path}")
 
     def stop(self) -> None:

@@ -248,11 +248,26 @@ class LocalTriton(TritonServer):
         repo = self.served_repository
         if repo.exists():
             shutil.rmtree(repo)
-        self.models = materialize(self.repository, repo, self.wanted)
+        skipped: dict[str, str] = {}
+        self.models = materialize(self.repository, repo, self.wanted, skipped)
         if not self.models:
-            raise ServiceError(f"no model of {self.repository} can be served locally")
+            why = "; ".join(f"{k}: {v}" for k, v in skipped.items()) or "it holds no model"
+            raise ServiceError(f"nothing in {self.repository} can be served locally ({why})")
         self.backends_root.mkdir(parents=True, exist_ok=True)
         backend_dir = python_backend_dir(self.backends_root, str(server.python_stub_version))
+        attempts = max(1, int(server.start_attempts))
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_once(repo, backend_dir)
+                return
+            except ServiceError as exc:
+                # Free ports are only free until someone else binds them (parallel jobs).
+                if "already in use" not in str(exc) or attempt == attempts:
+                    raise
+                log.warning("tritonserver: port taken meanwhile, retrying on new ports")
+
+    def _start_once(self, repo: Path, backend_dir: Path) -> None:
+        server = self.cfg.triton.server
         self.http_port, self.grpc_port, self.metrics_port = free_ports(3, self.host)
         argv = [
             str(tritonserver_binary()),
@@ -335,6 +350,8 @@ class LocalTriton(TritonServer):
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 pass
         process.stop()  # then the group: SIGTERM/SIGKILL whatever is left
+        # The materialized copy is only links and generated files; the log stays for debugging.
+        shutil.rmtree(self.served_repository, ignore_errors=True)
 
 
 # -------------------------------------------------------------------------------------- docker

@@ -45,9 +45,7 @@ def run_demo(cfg: DictConfig) -> list[str]:
             lines.append(f"  HTTP {server.url}  gRPC {server.grpc_url}")
             for protocol in ("grpc", "http"):
                 out = run_client(cfg, protocol=protocol, server=server)
-                lines += [
-                    f"  {protocol}:{ln.strip()[ln.strip().find(':') + 1:]}" for ln in out[1:3]
-                ]
+                lines += [f"  {protocol}: {ln.strip()}" for ln in out[1:3]]
             if perf_analyzer_problem(cfg) is None:
                 p = cfg.triton.perf
                 r = run_perf_analyzer(

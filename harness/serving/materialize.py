@@ -97,11 +97,17 @@ def skip_reason(cfg: mc.ModelConfig) -> str | None:
     return f"no '{kind}' backend in the embedded tritonserver (only python)"
 
 
-def materialize(src_repo: Path, dst_dir: Path, models: list[str] | None = None) -> list[str]:
+def materialize(
+    src_repo: Path,
+    dst_dir: Path,
+    models: list[str] | None = None,
+    skipped: dict[str, str] | None = None,
+) -> list[str]:
     """Write a repository the embedded tritonserver can serve; return the materialized names.
 
     `models=None` takes every model of `src_repo`. A model that cannot be served here (TensorRT,
-    no weights yet, unknown backend) is skipped with the reason logged; an unknown name raises.
+    no weights yet, unknown backend) is skipped with the reason logged (and put in `skipped`,
+    when given); an unknown name raises.
     """
     src_repo, dst_dir = Path(src_repo), Path(dst_dir)
     available = list_models(src_repo)
@@ -133,6 +139,8 @@ def materialize(src_repo: Path, dst_dir: Path, models: list[str] | None = None) 
             log.info("materialized %s: copied as-is (%s)", name, cfg.platform or cfg.backend)
         if reason is not None:
             log.warning("skipped %s: %s", name, reason)
+            if skipped is not None:
+                skipped[name] = reason
             continue
         done.append(name)
     return done

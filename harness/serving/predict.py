@@ -22,17 +22,14 @@ def digits_28x28(images_8x8: np.ndarray) -> np.ndarray:
 
 def test_split(cfg: DictConfig) -> tuple[np.ndarray, np.ndarray, str]:
     """(images [N,1,28,28] float32, labels, description) of the test split."""
-    try:  # the data pipeline's own split (IDX files written by `harness data prepare`)
-        from harness.data import digits as data_digits
+    try:  # the data pipeline's own test split (IDX files, built by `harness data prepare`)
+        from harness.data.loader import load_split
 
-        images, labels = data_digits.load_split(cfg, "test")
-        return (
-            np.asarray(images, np.float32).reshape(-1, 1, 28, 28),
-            np.asarray(labels),
-            "test split",
-        )
-    except (ImportError, AttributeError, FileNotFoundError, HarnessError):
-        pass
+        split = load_split(cfg, "test")
+        images = split.images.astype(np.float32)[:, None] / float(cfg.data.pixel_scale)
+        return images, np.asarray(split.labels), f"{cfg.data.name} test split"
+    except (ImportError, AttributeError, KeyError, HarnessError):
+        pass  # the data package is absent or not configured: use the built-in hold-out below
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 

@@ -119,3 +119,25 @@ def test_interrupted_run_leaves_no_orphans(triton_cfg, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_port_taken_between_choice_and_bind_is_retried(triton_cfg, tmp_path, monkeypatch):
+    import socket
+
+    import harness.services.triton as triton
+
+    repo = make_fixture_repository(triton_cfg, tmp_path / "repo")
+    with socket.socket() as busy:  # someone else binds the gRPC port we picked
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        real, calls = triton.free_ports, []
+
+        def first_collides(n, host="127.0.0.1"):
+            calls.append(n)
+            ports = real(n, host)
+            return [ports[0], busy.getsockname()[1], *ports[2:]] if len(calls) == 1 else ports
+
+        monkeypatch.setattr(triton, "free_ports", first_collides)
+        with make_triton(triton_cfg, "local", repo, work_dir=tmp_path / "work") as server:
+            assert len(calls) == 2 and server.ready()
+            assert server.grpc_port != busy.getsockname()[1]

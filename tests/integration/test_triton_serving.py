@@ -3,6 +3,7 @@ in-process onnxruntime, dynamic batching, instance groups, bad input. Runs on an
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -56,12 +57,21 @@ def test_served_equals_inprocess_onnxruntime(
 
 
 def _concurrent_single_requests(server, model, images, threads):
-    def one(i):
-        with TritonClient(server.grpc_url, "grpc") as c:
-            return i, c.infer(model, images[i : i + 1])["logits"][0]
+    local = threading.local()
+    clients = []
 
-    with ThreadPoolExecutor(threads) as pool:
-        return dict(pool.map(one, range(len(images))))
+    def one(i):
+        if not hasattr(local, "client"):  # one connection per thread, reused
+            local.client = TritonClient(server.grpc_url, "grpc")
+            clients.append(local.client)
+        return i, local.client.infer(model, images[i : i + 1])["logits"][0]
+
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            return dict(pool.map(one, range(len(images))))
+    finally:
+        for c in clients:
+            c.close()
 
 
 def test_dynamic_batching_is_proven_by_statistics(triton_server, triton_model, triton_cfg):
@@ -76,7 +86,8 @@ def test_dynamic_batching_is_proven_by_statistics(triton_server, triton_model, t
         expected = client.infer(triton_model, images)["logits"]
     inferences = after["inference_count"] - before["inference_count"]
     executions = after["execution_count"] - before["execution_count"]
-    assert inferences == n
+    # An external server may see other traffic too; our own servers see exactly ours.
+    assert inferences == n if triton_server.backend != "external" else inferences >= n
     assert executions < inferences, f"{executions} executions for {inferences} inferences"
     # Batched answers are the same as unbatched ones (split back to the right request).
     got = np.stack([answers[i] for i in range(n)])

@@ -62,8 +62,10 @@ def test_python_models_and_ensembles_are_copied_as_is(canonical, tmp_path):
 
 def test_tensorrt_and_missing_weights_are_skipped_with_the_reason(canonical, tmp_path, caplog):
     (canonical / "multi" / "1" / "model.onnx").unlink()
+    skipped: dict[str, str] = {}
     with caplog.at_level(logging.WARNING, logger="harness.serving.materialize"):
-        names = materialize(canonical, tmp_path / "out")
+        names = materialize(canonical, tmp_path / "out", skipped=skipped)
+    assert sorted(skipped) == ["mnist-trt", "multi"]
     assert "mnist-trt" not in names and "multi" not in names
     assert "skipped mnist-trt: TensorRT needs an NVIDIA GPU" in caplog.text
     assert "skipped multi: no version folder holds model.onnx" in caplog.text

@@ -1,0 +1,1 @@
+"""Container deployment: offline validation of docker-compose.yml, workflows and model configs."""

@@ -1,0 +1,1 @@
+"""File server for annotation data: pool builder, manifest, nginx/Python servers, verifier."""

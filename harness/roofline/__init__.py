@@ -1,0 +1,1 @@
+"""Roofline analysis: per-layer FLOPs/bytes, device roofs, best batch size, report."""
