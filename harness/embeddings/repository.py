@@ -29,12 +29,14 @@ def _io(cfg: mc.ModelConfig, inputs: list[tuple], outputs: list[tuple]) -> None:
         cfg.output.add(name=name, data_type=dtype, dims=dims)
 
 
-def _serving(cfg: mc.ModelConfig, ecfg: DictConfig) -> None:
+def _serving(cfg: mc.ModelConfig, ecfg: DictConfig, gpu: bool = False) -> None:
     s = ecfg.serve
     cfg.max_batch_size = int(s.max_batch_size)
     cfg.dynamic_batching.preferred_batch_size.extend(int(b) for b in s.preferred_batch_size)
     cfg.dynamic_batching.max_queue_delay_microseconds = int(s.max_queue_delay_microseconds)
-    cfg.instance_group.add(count=int(s.instance_count), kind=mc.ModelInstanceGroup.KIND_CPU)
+    # TensorRT plans run only on a GPU instance; everything else on CPU instances
+    kind = mc.ModelInstanceGroup.KIND_GPU if gpu else mc.ModelInstanceGroup.KIND_CPU
+    cfg.instance_group.add(count=int(s.instance_count), kind=kind)
 
 
 def model_config(ecfg: DictConfig, fmt: str) -> mc.ModelConfig:
@@ -55,7 +57,7 @@ def model_config(ecfg: DictConfig, fmt: str) -> mc.ModelConfig:
         [(n, _INT64, [-1]) for n in m.input_names],
         [(m.output_name, _FP32, [int(m.dim)])],
     )
-    _serving(cfg, ecfg)
+    _serving(cfg, ecfg, gpu=f.kind == "tensorrt")
     if f.kind != "tensorrt":
         set_parameter(cfg, "intra_op_thread_count", str(int(ecfg.serve.intra_op_threads)))
     return cfg

@@ -71,7 +71,9 @@ def test_canonical_configs_batch_and_wire_correctly(cfg):
     ov = configs["minilm-onnx-openvino"]
     assert ov.platform == "onnxruntime_onnx"
     assert ov.optimization.execution_accelerators.cpu_execution_accelerator[0].name == "openvino"
-    assert configs["minilm-trt-int8"].platform == "tensorrt_plan"
+    trt = configs["minilm-trt-int8"]
+    assert trt.platform == "tensorrt_plan"
+    assert trt.instance_group[0].kind == trt.instance_group[0].KIND_GPU
     tok = configs["minilm-tokenizer"]
     assert tok.backend == "python" and tok.input[0].data_type == 13  # TYPE_STRING
     for fmt in cfg.embed.formats:
