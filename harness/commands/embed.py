@@ -14,17 +14,27 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `harness embed`."""
-    parser.add_argument("action", choices=["compare", "perf", "text"], help="what to do")
-    parser.add_argument("--formats", default=None, help="comma-separated formats to serve")
-    parser.add_argument(
-        "--backend", default=None, choices=["local", "docker", "external"], help="Triton backend"
-    )
-    parser.add_argument("--triton-url", default=None, help="HTTP URL of an external Triton")
-    parser.add_argument("--triton-grpc-url", default=None, help="gRPC URL of an external Triton")
-    parser.add_argument("--no-convert", action="store_true", help="do not convert missing formats")
-    parser.add_argument("--text", action="append", default=[], help="sentence(s) for `text`")
-    add_overrides(parser)
+    """Options of `harness embed` (one sub-command per action, each taking Hydra overrides)."""
+    actions = {
+        "compare": "compare every served format with the oracle and each other (report + heatmap)",
+        "perf": "perf_analyzer per format (seq 32/128, concurrency 1/8) and in-process throughput",
+        "text": "print the first dimensions of the embeddings of --text sentences",
+    }
+    sub = parser.add_subparsers(dest="action", metavar="<action>", required=True)
+    for name, summary in actions.items():
+        p = sub.add_parser(name, help=summary, description=summary)
+        p.add_argument("--formats", default=None, help="comma-separated formats to serve")
+        p.add_argument(
+            "--backend",
+            default=None,
+            choices=["local", "docker", "external"],
+            help="Triton backend",
+        )
+        p.add_argument("--triton-url", default=None, help="HTTP URL of an external Triton")
+        p.add_argument("--triton-grpc-url", default=None, help="gRPC URL of an external Triton")
+        p.add_argument("--no-convert", action="store_true", help="do not convert missing formats")
+        p.add_argument("--text", action="append", default=[], help="sentence(s) for `text`")
+        add_overrides(p)
 
 
 def _formats(cfg, arg: str | None) -> list[str]:
