@@ -112,13 +112,15 @@ def write_configs(ecfg: DictConfig, root: Path | None = None) -> list[str]:
     root = Path(root) if root is not None else resolve(ecfg.repository)
     written = []
     for name, cfg in canonical_configs(ecfg).items():
+        vdir = root / name / "1"
+        if vdir.is_dir() and not (vdir / "model.py").exists() and not (vdir / ".gitkeep").exists():
+            (vdir / ".gitkeep").touch()  # weights are git-ignored; the folder stays in git
         path = root / name / "config.pbtxt"
         if path.is_file() and format_config(read_config(path)) == format_config(cfg):
             continue
-        (root / name / "1").mkdir(parents=True, exist_ok=True)
-        keep = root / name / "1" / ".gitkeep"
-        if not any((root / name / "1").iterdir()):
-            keep.touch()
+        vdir.mkdir(parents=True, exist_ok=True)
+        if not (vdir / "model.py").exists():
+            (vdir / ".gitkeep").touch()
         write_config(cfg, path, header=HEADER)
         written.append(name)
     return written

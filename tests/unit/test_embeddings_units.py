@@ -149,3 +149,10 @@ def test_unknown_format_is_one_line(capsys):
 def test_embed_unknown_format_is_one_line(capsys):
     assert main(["embed", "compare", "--formats", "int4"]) == 2
     assert "unknown embedding format 'int4'" in capsys.readouterr().err
+
+
+def test_weight_folders_are_kept_in_git(cfg):
+    root = resolve(cfg.embed.repository)
+    for name in canonical_configs(cfg.embed):
+        if name != cfg.embed.tokenizer_model:
+            assert (root / name / "1" / ".gitkeep").is_file(), name
