@@ -122,10 +122,11 @@ class Converter:
                 base |= {"v": _versions("openvino"), "atol": self.ecfg.convert.openvino_atol}
             elif fmt == "fp16":
                 base |= {"cfg": self._section("fp16"), "v": _versions("onnxruntime")}
-            elif fmt == "int8":
+            elif fmt in ("int8", "int8-openvino"):
                 cal = fixture(self.cfg, self.ecfg.convert.int8.calibration_file)
                 base |= {
                     "cfg": self._section("int8"),
+                    "fmt": OmegaConf.to_container(format_cfg(self.cfg, fmt), resolve=True),
                     "calibration": file_sha256(cal),
                     "v": _versions("onnxruntime"),
                 }
@@ -192,6 +193,15 @@ class Converter:
             return to_fp16(self.cfg, src, out)
         if fmt == "int8":
             return to_int8_static(self.cfg, src, out)
+        if fmt == "int8-openvino":
+            f = format_cfg(self.cfg, fmt)
+            checks = to_int8_static(self.cfg, src, out, quant_format=f.get("quant_format"))
+            from harness.embeddings.runtime import openvino_runner
+
+            batch = parity_batch(self.cfg)
+            a, b = openvino_runner(out)(batch), openvino_runner(src)(batch)
+            checks["openvino_min_cosine_vs_fp32"] = float(np.sum(a * b, axis=1).min())
+            return checks
         if fmt == "int8-dynamic":
             return to_int8_dynamic(self.cfg, src, out)
         if fmt.startswith("trt-"):
@@ -348,7 +358,9 @@ def excluded_nodes(model_path: Path, c: DictConfig, patterns_only: bool = False)
     return sorted(set(out))
 
 
-def to_int8_static(cfg: DictConfig, src: Path, out: Path) -> dict[str, Any]:
+def to_int8_static(
+    cfg: DictConfig, src: Path, out: Path, quant_format: str | None = None
+) -> dict[str, Any]:
     """Static int8: activation ranges calibrated on the committed calibration set."""
     from onnxruntime.quantization import quantize_dynamic, quantize_static
 
@@ -361,7 +373,7 @@ def to_int8_static(cfg: DictConfig, src: Path, out: Path) -> dict[str, Any]:
             str(src),
             str(out),
             calibration_data_reader=reader,
-            quant_format=_quant_enum(c.quant_format),
+            quant_format=_quant_enum(quant_format or c.quant_format),
             op_types_to_quantize=list(c.op_types_to_quantize) or None,
             per_channel=bool(c.per_channel),
             reduce_range=bool(c.reduce_range),

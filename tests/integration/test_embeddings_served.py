@@ -12,7 +12,7 @@ from harness.embeddings.serving import embed_served
 from harness.errors import HarnessError
 
 pytestmark = pytest.mark.integration
-FORMATS = ["onnx", "openvino", "fp16", "int8", "int8-dynamic"]
+FORMATS = ["onnx", "openvino", "fp16", "int8", "int8-dynamic", "int8-openvino"]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
