@@ -1,1 +1,84 @@
-"""Session fixtures for the embeddings service (filled in by its issue)."""
+"""Session fixtures for the embeddings tests: config, cached conversions, a Triton server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from harness.testing.plugin import backend, external_url, require_docker
+
+
+@pytest.fixture(scope="session")
+def embed_cfg() -> Any:
+    """The composed configuration (defaults)."""
+    from harness.config import compose
+
+    return compose([])
+
+
+@pytest.fixture(scope="session")
+def embed_formats(embed_cfg) -> list[str]:
+    """The CPU formats under test (embed.default_formats)."""
+    return list(embed_cfg.embed.default_formats)
+
+
+@pytest.fixture(scope="session")
+def embed_conversions(embed_cfg, embed_formats) -> dict[str, Any]:
+    """Every CPU format converted (from the cache after the first run), by format."""
+    from harness.embeddings.convert import convert_formats
+    from harness.embeddings.repository import write_configs
+
+    write_configs(embed_cfg.embed)
+    return {r.format: r for r in convert_formats(embed_cfg, embed_formats)}
+
+
+@pytest.fixture(scope="session")
+def embed_sentences(embed_cfg) -> list[str]:
+    """The comparison sentences from fixtures/embeddings/sentences.txt."""
+    from harness.embeddings.convert import fixture
+    from harness.embeddings.fixtures_gen import read_sentences
+
+    return read_sentences(fixture(embed_cfg, embed_cfg.embed.compare.sentences_file))
+
+
+@pytest.fixture(scope="session")
+def embed_server(
+    pytestconfig, embed_cfg, embed_formats, embed_conversions, tmp_path_factory
+) -> Iterator[Any]:
+    """A ready Triton serving the tokenizer, every CPU format and their ensembles."""
+    from harness.embeddings.serving import make_server
+
+    kind = backend(pytestconfig)
+    kwargs: dict[str, Any] = {}
+    if kind == "docker":
+        require_docker()
+    elif kind == "external":
+        kwargs["http_url"] = external_url(pytestconfig, "triton-url", "Triton")
+        kwargs["grpc_url"] = pytestconfig.getoption("--triton-grpc-url")
+    else:
+        kwargs["work_dir"] = tmp_path_factory.mktemp("embed_triton")
+    server = make_server(embed_cfg, embed_formats, kind, **kwargs)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def embed_client(embed_server, embed_cfg) -> Iterator[Any]:
+    """An HTTP TritonClient of the embeddings server."""
+    from harness.serving.client import TritonClient
+
+    with TritonClient(embed_server.http_address, "http", timeout_s=120.0) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def embed_comparison(embed_cfg, embed_client, embed_formats) -> Any:
+    """The full served comparison (oracle, every format, every pair), run once per session."""
+    from harness.embeddings.serving import compare_served
+
+    return compare_served(embed_cfg, embed_client, embed_formats)
