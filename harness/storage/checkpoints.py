@@ -31,20 +31,9 @@ from harness.storage.s3 import (
     StorageNotFound,
     client_from_config,
 )
+from harness.training.state import REQUIRED_KEYS  # what capture_state writes
 
 log = logging.getLogger(__name__)
-
-# What `harness.training.checkpoint.capture_state` writes; everything a resume needs.
-REQUIRED_KEYS = (
-    "format_version",
-    "model",
-    "optimizer",
-    "scheduler",
-    "config",
-    "epoch",
-    "global_step",
-    "rng",
-)
 
 
 class CheckpointError(StorageError):

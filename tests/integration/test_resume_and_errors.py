@@ -9,33 +9,13 @@ import torch
 from harness.config import compose
 from harness.data.loader import prepare, split_paths
 from harness.services.base import free_port
+from harness.testing.states import assert_bit_identical
 from harness.training.checkpoint import LocalCheckpointStore
 from tests.integration._cli import harness, ok
 
 pytestmark = pytest.mark.integration
 
 SMALL = ["train.epochs=2", "model.channels=4", "model.hidden=32", "train.progress=false"]
-
-
-def _flat(obj, prefix=""):
-    """Every tensor in a nested state, by path."""
-    if isinstance(obj, torch.Tensor):
-        return {prefix: obj}
-    out = {}
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            out.update(_flat(v, f"{prefix}/{k}"))
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            out.update(_flat(v, f"{prefix}/{i}"))
-    return out
-
-
-def _assert_bit_identical(a, b):
-    fa, fb = _flat(a), _flat(b)
-    assert fa.keys() == fb.keys() and fa
-    for k in fa:
-        assert torch.equal(fa[k], fb[k]), f"{k} differs"
 
 
 def test_resume_in_new_process_is_bit_exact(tmp_path):
@@ -55,16 +35,16 @@ def test_resume_in_new_process_is_bit_exact(tmp_path):
     assert straight.list() == resumed.list() == ["epoch-0001", "epoch-0002"]
     a, b = straight.load(), resumed.load()
     assert a["epoch"] == b["epoch"] == 2 and a["global_step"] == b["global_step"]
-    _assert_bit_identical(a["model"], b["model"])
-    _assert_bit_identical(a["optimizer"], b["optimizer"])
+    assert_bit_identical(a["model"], b["model"])
+    assert_bit_identical(a["optimizer"], b["optimizer"])
     assert a["scheduler"] == b["scheduler"]
-    _assert_bit_identical(a["rng"]["torch"], b["rng"]["torch"])
+    assert_bit_identical(a["rng"]["torch"], b["rng"]["torch"])
     # the epoch really changed the weights (the comparison is not between two untouched models)
     first = straight.load("epoch-0001")["model"]
     assert any(not torch.equal(first[k], a["model"][k]) for k in first)
     ma = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)["model"]
     mb = torch.load(tmp_path / "resumed" / "model.pt", weights_only=True)["model"]
-    _assert_bit_identical(ma, mb)
+    assert_bit_identical(ma, mb)
 
 
 def test_default_config_reaches_target_accuracy(tmp_path):

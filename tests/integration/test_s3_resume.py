@@ -14,6 +14,7 @@ from harness.config import compose
 from harness.models.cnn import build_model
 from harness.storage.checkpoints import CheckpointError, S3CheckpointStore
 from harness.storage.s3 import RetryPolicy, S3Client
+from harness.testing.states import assert_bit_identical
 from harness.training.loop import make_optimizer, make_scheduler
 from harness.training.state import capture_state
 from tests.integration._cli import harness, ok
@@ -30,26 +31,6 @@ SMALL = [
     "checkpoint.store=s3",
     "checkpoint.every_n_epochs=1",
 ]
-
-
-def _flat(obj, prefix=""):
-    if isinstance(obj, torch.Tensor):
-        return {prefix: obj}
-    out = {}
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            out.update(_flat(v, f"{prefix}/{k}"))
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            out.update(_flat(v, f"{prefix}/{i}"))
-    return out
-
-
-def _assert_bit_identical(a, b):
-    fa, fb = _flat(a), _flat(b)
-    assert fa.keys() == fb.keys() and fa
-    for k in fa:
-        assert torch.equal(fa[k], fb[k]), f"{k} differs"
 
 
 @pytest.fixture(scope="module")
@@ -96,15 +77,15 @@ def test_s3_resume_in_new_process_is_bit_exact(tmp_path, data_dir, s3_service, s
     assert [k[-9:] for k in st.list()] == [k[-9:] for k in rs.list()] == ["0001.ckpt", "0002.ckpt"]
     a, b = st.load(), rs.load()
     assert a["epoch"] == b["epoch"] == 2 and a["global_step"] == b["global_step"]
-    _assert_bit_identical(a["model"], b["model"])
-    _assert_bit_identical(a["optimizer"], b["optimizer"])
+    assert_bit_identical(a["model"], b["model"])
+    assert_bit_identical(a["optimizer"], b["optimizer"])
     assert a["scheduler"] == b["scheduler"]
-    _assert_bit_identical(a["rng"]["torch"], b["rng"]["torch"])
+    assert_bit_identical(a["rng"]["torch"], b["rng"]["torch"])
     first = st.load(st.list()[0])["model"]
     assert any(not torch.equal(first[k], a["model"][k]) for k in first)  # epoch 2 did change them
     ma = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)["model"]
     mb = torch.load(tmp_path / "resumed" / "model.pt", weights_only=True)["model"]
-    _assert_bit_identical(ma, mb)
+    assert_bit_identical(ma, mb)
 
 
 def test_resume_from_bad_checkpoint_fails_cleanly(
