@@ -71,31 +71,21 @@ def export_onnx(cfg: DictConfig, model: torch.nn.Module, path: str | Path | None
             warnings.simplefilter("ignore")  # the exporters are chatty about deprecations
             if ec.exporter == "torchscript":
                 axes = {ec.input_name: {0: "batch"}, ec.output_name: {0: "batch"}}
-                torch.onnx.export(
-                    model,
-                    (dummy,),
-                    str(tmp),
-                    input_names=[ec.input_name],
-                    output_names=[ec.output_name],
-                    opset_version=ec.opset,
-                    dynamo=False,
-                    dynamic_axes=axes if ec.dynamic_batch else None,
-                )
+                extra = {"dynamo": False, "dynamic_axes": axes if ec.dynamic_batch else None}
             elif ec.exporter == "dynamo":
                 shapes = {"x": {0: torch.export.Dim("batch")}} if ec.dynamic_batch else None
-                torch.onnx.export(
-                    model,
-                    (dummy,),
-                    str(tmp),
-                    input_names=[ec.input_name],
-                    output_names=[ec.output_name],
-                    opset_version=ec.opset,
-                    dynamo=True,
-                    external_data=False,
-                    dynamic_shapes=shapes,
-                )
+                extra = {"dynamo": True, "external_data": False, "dynamic_shapes": shapes}
             else:
                 raise HarnessError(f"unknown export.exporter '{ec.exporter}' (torchscript, dynamo)")
+            torch.onnx.export(
+                model,
+                (dummy,),
+                str(tmp),
+                input_names=[ec.input_name],
+                output_names=[ec.output_name],
+                opset_version=ec.opset,
+                **extra,
+            )
         import onnx
 
         onnx.checker.check_model(str(tmp))

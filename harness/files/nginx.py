@@ -16,6 +16,18 @@ from harness.errors import HarnessError
 TEMPLATE = "nginx.conf.tmpl"
 
 
+_TUNING_KEYS = (
+    "worker_processes",
+    "worker_connections",
+    "keepalive_timeout",
+    "keepalive_requests",
+    "max_header_size",
+    "max_ranges",
+    "backlog",
+    "error_log_level",
+)
+
+
 def nginx_binary(name: str = "nginx") -> str | None:
     """Path of the nginx executable (PATH, then /usr/sbin where Debian puts it), or None."""
     found = shutil.which(name)
@@ -63,14 +75,7 @@ def render(
         user_line = f"user {user};"
     access = _quote(runtime / "access.log") if ncfg["access_log"] else "off"
     return _substitute(
-        worker_processes=ncfg["worker_processes"],
-        worker_connections=ncfg["worker_connections"],
-        keepalive_timeout=ncfg["keepalive_timeout"],
-        keepalive_requests=ncfg["keepalive_requests"],
-        max_header_size=ncfg["max_header_size"],
-        max_ranges=ncfg["max_ranges"],
-        backlog=ncfg["backlog"],
-        error_log_level=ncfg["error_log_level"],
+        **_tuning(ncfg),
         pid_path=_quote(runtime / "nginx.pid"),
         error_log=_quote(runtime / "error.log"),
         temp_dir=_quote(runtime / "temp").strip('"'),  # a prefix of several paths: no quotes
@@ -81,18 +86,16 @@ def render(
     )
 
 
+def _tuning(ncfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings both renderings take from the config unchanged."""
+    return {key: ncfg[key] for key in _TUNING_KEYS}
+
+
 def render_container(ncfg: Mapping[str, Any]) -> str:
     """nginx.conf for the official nginx image: pool mounted read-only at container_root."""
     access = "/dev/stdout" if ncfg["access_log"] else "off"
     return _substitute(
-        worker_processes=ncfg["worker_processes"],
-        worker_connections=ncfg["worker_connections"],
-        keepalive_timeout=ncfg["keepalive_timeout"],
-        keepalive_requests=ncfg["keepalive_requests"],
-        max_header_size=ncfg["max_header_size"],
-        max_ranges=ncfg["max_ranges"],
-        backlog=ncfg["backlog"],
-        error_log_level=ncfg["error_log_level"],
+        **_tuning(ncfg),
         pid_path="/tmp/nginx.pid",
         error_log="/dev/stderr",
         temp_dir="/tmp",
