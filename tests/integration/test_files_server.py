@@ -236,6 +236,9 @@ def test_truncated_body_is_retried_then_reported(tmp_path: Path) -> None:
     srv.listen(16)
     port = srv.getsockname()[1]
     hits = []
+    # Every connection is closed after one answer, and says so: otherwise a client may reuse a
+    # pooled connection the server already closed, and that attempt never reaches the server.
+    head = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
 
     def serve() -> None:
         while True:
@@ -247,11 +250,9 @@ def test_truncated_body_is_retried_then_reported(tmp_path: Path) -> None:
                 req = conn.recv(4096)
                 hits.append(req.split(b" ")[1])
                 if b"SHA256SUMS" in req:
-                    conn.sendall(
-                        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(manifest) + manifest
-                    )
+                    conn.sendall(head % len(manifest) + manifest)
                 else:
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + body)
+                    conn.sendall(head % 1000 + body)
 
     import threading
 
