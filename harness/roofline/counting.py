@@ -330,13 +330,18 @@ def analytic_layer_flops(
                 "attention",
                 attention_flops(a["batch"], a["heads"], a["seq"], a["head_dim"]),
             )
+    _forward_with_hooks(model, inputs, handles)
+    return out
+
+
+def _forward_with_hooks(model: nn.Module, inputs: dict[str, Any], handles: list) -> None:
+    """One no-grad forward pass for the registered hooks, which are removed afterwards."""
     try:
         with torch.no_grad():
             model(**inputs)
     finally:
         for h in handles:
             h.remove()
-    return out
 
 
 def thop_layer_flops(model: nn.Module, inputs: dict[str, Any]) -> dict[str, int]:
@@ -362,12 +367,7 @@ def thop_layer_flops(model: nn.Module, inputs: dict[str, Any]) -> dict[str, int]
             del mod.total_ops
 
         handles.append(m.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            model(**inputs)
-    finally:
-        for h in handles:
-            h.remove()
+    _forward_with_hooks(model, inputs, handles)
     return out
 
 

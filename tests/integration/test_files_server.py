@@ -21,6 +21,7 @@ from harness.paths import ROOT
 from harness.services import free_port, http_ok, wait_until
 from harness.services.fileserver import LocalFileServer
 from harness.testing.fixtures_files import SECRET, make_attack_pool
+from tests.integration._cli import harness
 
 pytestmark = pytest.mark.integration
 
@@ -140,22 +141,10 @@ def test_bad_and_huge_ranges_are_refused(pool_server, files_pool) -> None:
 
 def test_verify_cli_end_to_end(pool_server, files_pool, tmp_path: Path) -> None:
     report = tmp_path / "r.json"
-    r = _cli("files", "verify", pool_server.url + "/", "--jobs", "4", "--report", str(report))
+    r = harness("files", "verify", pool_server.url + "/", "--jobs", "4", "--report", str(report))
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"OK: {files_pool.count} files, {files_pool.count} ok, 0 mismatch" in r.stdout
     assert '"ok": true' in report.read_text()
-
-
-def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        cwd=ROOT,
-    )
 
 
 @pytest.mark.parametrize("impl", ["nginx", "python"])
@@ -171,7 +160,7 @@ def test_changed_and_missing_files_are_reported_exactly(impl, tmp_path: Path, fi
     data[0] ^= 1  # same length, one bit: only the hash can tell
     (root / same_size).write_bytes(bytes(data))
     with LocalFileServer(root, files_cfg.files.server, impl=impl) as srv:
-        r = _cli("files", "verify", srv.url, "--jobs", "4")
+        r = harness("files", "verify", srv.url, "--jobs", "4")
     assert r.returncode == 1, r.stdout + r.stderr
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith(("MISMATCH", "MISSING", "ERROR"))]
     assert sorted(lines) == sorted(
@@ -221,7 +210,7 @@ def test_server_stopped_mid_download_is_a_failure(impl, tmp_path: Path, files_cf
     assert sum(report.counts.values()) == 300
     assert all(p.status == ERROR and "attempts" in p.detail for p in report.problems)
     # And from the command line: a dead server is a one-line failure, never success.
-    r = _cli("files", "verify", srv.url, "--retries", "0")
+    r = harness("files", "verify", srv.url, "--retries", "0")
     assert r.returncode != 0 and "cannot fetch the manifest" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
@@ -351,7 +340,7 @@ def test_manifest_only_pool_with_a_big_file(impl, tmp_path: Path, files_cfg, cap
     (pool.root / MANIFEST).unlink()
     # 3 MiB: beyond the fallback's one-shot size, so Starlette streams it in chunks.
     (pool.root / "big.bin").write_bytes(os.urandom(3 << 20))
-    r = _cli("files", "build", str(pool.root))
+    r = harness("files", "build", str(pool.root))
     assert r.returncode == 0 and "21 files" in r.stdout, r.stderr
     with LocalFileServer(pool.root, files_cfg.files.server, impl=impl) as srv:
         v = Verifier(srv.url, jobs=3, chunk_size=4096)

@@ -30,6 +30,7 @@ from harness.storage.s3 import (
     StorageUnavailable,
 )
 from harness.testing.faultproxy import FaultProxy
+from tests.integration._cli import harness
 
 pytestmark = pytest.mark.integration
 MB = 1024 * 1024
@@ -322,34 +323,26 @@ def test_wrong_credentials_clear_auth_error(s3_service, s3_bucket):
         S3Client(settings).head("anything")
 
 
-def _harness(args, env, timeout=120):
-    full = {**os.environ, **env, "PYTHONPATH": str(ROOT), "DVC_NO_ANALYTICS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        env=full,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def test_checkpoints_cli_list_show_delete(cfg, s3_client, s3_env):
     store = make_store(cfg, s3_client)
     keys = [store.save(training_state(cfg, steps=i + 1), epoch=i + 1) for i in range(2)]
     ov = [f"{k}={v}" for k, v in _overrides(cfg).items()]
-    r = _harness(["checkpoints", "list", *ov], s3_env)
+    r = harness("checkpoints", "list", *ov, env={**s3_env, "DVC_NO_ANALYTICS": "1"}, timeout=120)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith("2 checkpoint(s)")
     assert lines[1].startswith(keys[0]) and lines[2].startswith(keys[1])
     assert lines[2].endswith("<- latest")
-    r = _harness(["checkpoints", "show", *ov], s3_env)
+    r = harness("checkpoints", "show", *ov, env={**s3_env, "DVC_NO_ANALYTICS": "1"}, timeout=120)
     assert r.returncode == 0 and f"key: {keys[1]}" in r.stdout and "epoch: 2" in r.stdout
-    r = _harness(["checkpoints", "delete", keys[1], *ov], s3_env)
+    r = harness(
+        "checkpoints", "delete", keys[1], *ov, env={**s3_env, "DVC_NO_ANALYTICS": "1"}, timeout=120
+    )
     assert r.returncode == 0, r.stderr
     assert store.list() == [keys[0]] and store.latest() == keys[0]
-    r = _harness(["checkpoints", "delete", keys[1], *ov], s3_env)
+    r = harness(
+        "checkpoints", "delete", keys[1], *ov, env={**s3_env, "DVC_NO_ANALYTICS": "1"}, timeout=120
+    )
     assert r.returncode != 0
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and "not found" in err[0] and keys[1] in err[0]
@@ -397,7 +390,7 @@ def test_checkpoints_serve_writes_private_env_and_stops(tmp_path):
         values = dict(
             line.removeprefix("export ").split("=", 1) for line in env_file.read_text().splitlines()
         )
-        r = _harness(["checkpoints", "list"], values)
+        r = harness("checkpoints", "list", env={**values, "DVC_NO_ANALYTICS": "1"}, timeout=120)
         assert r.returncode == 0 and r.stdout.startswith("0 checkpoint(s)"), r.stderr
     finally:
         proc.terminate()

@@ -45,6 +45,15 @@ def _state(size_mb: int) -> dict:
     }
 
 
+def _timed_round_trip(store: S3CheckpointStore, state: dict) -> float:
+    """Seconds for one save + load through `store`; the loaded weights must equal the saved."""
+    t0 = time.perf_counter()
+    loaded = store.load(store.save(state, epoch=1))
+    seconds = time.perf_counter() - t0
+    assert torch.equal(loaded["model"]["layer3.weight"], state["model"]["layer3.weight"])
+    return seconds
+
+
 def test_checkpoint_throughput_vs_raw(s3_service, s3_bucket, s3_prefix):
     overrides = [
         f"storage.bucket={s3_bucket}",
@@ -73,18 +82,8 @@ def test_checkpoint_throughput_vs_raw(s3_service, s3_bucket, s3_prefix):
         raw_times.append(time.perf_counter() - t0)
         assert len(body) == size
         del body
-        t0 = time.perf_counter()
-        key = store.save(state, epoch=1)
-        loaded = store.load(key)
-        store_times.append(time.perf_counter() - t0)
-        assert torch.equal(loaded["model"]["layer3.weight"], state["model"]["layer3.weight"])
-        del loaded
-        t0 = time.perf_counter()
-        key = store_mp.save(state, epoch=1)
-        loaded = store_mp.load(key)
-        mp_times.append(time.perf_counter() - t0)
-        assert torch.equal(loaded["model"]["layer3.weight"], state["model"]["layer3.weight"])
-        del loaded
+        store_times.append(_timed_round_trip(store, state))
+        mp_times.append(_timed_round_trip(store_mp, state))
     raw_mbs = size / MB / min(raw_times)
     store_mbs = size / MB / min(store_times)
     ratio = store_mbs / raw_mbs
