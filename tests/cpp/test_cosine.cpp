@@ -1,5 +1,6 @@
 // C++ unit tests of harness/kernels/csrc/cosine.hpp against a naive float64 oracle.
 // Usage: test_cosine <case>; ctest runs every case (see CMakeLists.txt).
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -7,6 +8,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cosine.hpp"
@@ -14,7 +16,7 @@
 namespace hk = harness_kernels;
 using hk::idx;
 
-static int failures = 0;
+static std::atomic<int> failures{0};
 
 #define CHECK(cond, ...)                                                 \
     do {                                                                 \
@@ -144,6 +146,35 @@ void test_blocks() {
     Mat<float> af(50, 40, true, 2);
     fill(af, 3);
     expect_oracle(af, b, run(af, b, 7 * b.rows * (idx)sizeof(float)), "blocked F");
+}
+
+// Small products run on the calling thread and leave OpenBLAS's thread count as it was, also
+// with scopes overlapping from several threads.
+void test_serial() {
+    namespace blas = hk::blas;
+    const int before = blas::num_threads();
+    {
+        blas::SerialScope outer;
+        CHECK(blas::num_threads() == 1, "inside a serial scope: %d threads", blas::num_threads());
+        { blas::SerialScope inner; }
+        CHECK(blas::num_threads() == 1, "after a nested scope: %d threads", blas::num_threads());
+    }
+    CHECK(blas::num_threads() == before, "restored %d threads, had %d", blas::num_threads(), before);
+    Mat<float> a(64, 128), b(48, 128);
+    fill(a, 5);
+    fill(b, 6);
+    std::vector<std::thread> pool;
+    for (int t = 0; t < 4; ++t)
+        pool.emplace_back([&] {
+            std::vector<float> out((size_t)(a.rows * b.rows));
+            hk::Options opt;
+            opt.serial_max_mnk = 1 << 20;
+            for (int r = 0; r < 50; ++r) hk::cosine<float>(a.view(), b.view(), out.data(), b.rows, opt);
+            expect_oracle(a, b, out, "serial, 4 threads");
+        });
+    for (auto& t : pool) t.join();
+    CHECK(blas::num_threads() == before, "after 4 threads: %d threads, had %d", blas::num_threads(),
+          before);
 }
 
 template <class T>
@@ -296,6 +327,7 @@ int main(int argc, char** argv) {
         {"oracle_f64", oracle_shapes<double>},
         {"layouts", [] { layouts<float>(); layouts<double>(); }},
         {"blocks", test_blocks},
+        {"serial", test_serial},
         {"single_vector", test_single_vector},
         {"zero_vectors", test_zero_vectors},
         {"nonfinite", test_nonfinite},

@@ -391,6 +391,39 @@ def test_gil_is_released_while_the_kernel_runs() -> None:
     assert inside >= 10, f"main thread took {inside} steps in the middle of a {t1 - t0:.3f}s call"
 
 
+def test_serial_small_problems_leave_blas_threads_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small products run on the calling thread; OpenBLAS's thread count is restored after.
+
+    Four Python threads mix serial (small) and threaded (large) calls at once: every result
+    matches the oracle and the process-wide thread count ends where it started.
+    """
+    import harness.kernels as hk
+
+    before = blas_info()["threads"]
+    small = rand((64, 128), np.float32, 30), rand((48, 128), np.float32, 31)
+    large = rand((260, 130), np.float32, 32), rand((250, 130), np.float32, 33)
+    assert np.prod([*small[0].shape, small[1].shape[0]]) <= hk.SERIAL_MAX_MNK
+    assert np.prod([*large[0].shape, large[1].shape[0]]) > hk.SERIAL_MAX_MNK
+    errors: list[str] = []
+
+    def work(a: np.ndarray, b: np.ndarray) -> None:
+        want = oracle(a, b)
+        for _ in range(40):
+            err = np.abs(cosine_similarity(a, b) - want).max()
+            if err > 1e-5:
+                errors.append(f"{a.shape}x{b.shape}: error {err:.3g}")
+
+    threads = [threading.Thread(target=work, args=p) for p in (small, large, small, large)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert blas_info()["threads"] == before
+    monkeypatch.setattr(hk, "SERIAL_MAX_MNK", 0)  # the threaded path gives the same cosines
+    np.testing.assert_allclose(cosine_similarity(*small), oracle(*small), rtol=0, atol=1e-5)
+
+
 def test_two_threads_compute_correctly_at_once() -> None:
     """Concurrent calls from two Python threads (GIL released) both give correct results."""
     a32, b32 = rand((300, 200), np.float32, 20), rand((250, 200), np.float32, 21)

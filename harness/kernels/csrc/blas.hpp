@@ -4,6 +4,8 @@
 
 #include <cblas.h>
 
+#include <mutex>
+
 #if defined(HARNESS_BLAS_SCIPY)
 #define HK_CBLAS(name) scipy_cblas_##name
 #define HK_OPENBLAS(name) scipy_openblas_##name
@@ -40,6 +42,42 @@ inline void gemv(bool ta, bint rows, bint cols, const double* a, bint lda, const
 }
 
 inline int num_threads() { return HK_OPENBLAS(get_num_threads)(); }
+
+// While at least one SerialScope lives, the library runs every call on its caller's thread.
+// OpenBLAS's thread count is process-wide (this OpenBLAS has no thread-local setting), so the
+// first scope in saves and lowers it and the last one out restores it; calls made by other
+// threads meanwhile also run serially (slower, never wrong), and a count changed by someone
+// else while a scope lives is overwritten on exit.
+class SerialScope {
+  public:
+    SerialScope() {
+        std::lock_guard<std::mutex> lock(mu());
+        if (users()++ == 0) {
+            saved() = num_threads();
+            if (saved() > 1) HK_OPENBLAS(set_num_threads)(1);
+        }
+    }
+    ~SerialScope() {
+        std::lock_guard<std::mutex> lock(mu());
+        if (--users() == 0 && saved() > 1) HK_OPENBLAS(set_num_threads)(saved());
+    }
+    SerialScope(const SerialScope&) = delete;
+    SerialScope& operator=(const SerialScope&) = delete;
+
+  private:
+    static std::mutex& mu() {
+        static std::mutex m;
+        return m;
+    }
+    static int& users() {
+        static int n = 0;
+        return n;
+    }
+    static int& saved() {
+        static int n = 0;
+        return n;
+    }
+};
 inline const char* config() { return HK_OPENBLAS(get_config)(); }
 
 }  // namespace harness_kernels::blas

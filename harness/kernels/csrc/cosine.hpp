@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -193,6 +194,9 @@ struct Options {
     // The in-place scaling pass is split over as many threads as OpenBLAS uses once the output
     // has at least this many elements (a memory-bound pass one core cannot saturate). 0: never.
     idx parallel_min_elements = 0;
+    // Problems of at most this many multiply-adds (N*M*D) run their ?gemm on the calling thread
+    // alone: below it, waking OpenBLAS's threads costs more than they save. 0: never.
+    idx serial_max_mnk = 0;
 };
 
 // Run fn(r0, r1) over [0, rows) split into `threads` contiguous chunks, the caller taking one.
@@ -319,6 +323,8 @@ void cosine(const View<T>& a, const View<T>& b, T* out, idx ldo, const Options& 
         return;
     }
 
+    std::optional<blas::SerialScope> serial;
+    if ((double)n * (double)m * (double)d <= (double)opt.serial_max_mnk) serial.emplace();
     idx block = n;
     if (opt.block_bytes > 0)
         block = std::max<idx>(1, opt.block_bytes / (m * (idx)sizeof(T)));

@@ -48,16 +48,12 @@ hk::View<T> any_view(const py::array& arr, py::object& hold) {
 }
 
 template <class T>
-void cosine_t(const py::array& a, const py::array& b, py::array out, hk::idx block_bytes,
-              hk::idx parallel_min) {
+void cosine_t(const py::array& a, const py::array& b, py::array out, const hk::Options& opt) {
     py::object ha, hb;
     const hk::View<T> va = blas_view<T>(a, ha);
     const hk::View<T> vb = a.is(b) ? va : blas_view<T>(b, hb);
     T* o = static_cast<T*>(out.mutable_data());
     const hk::idx ldo = out.shape(1);
-    hk::Options opt;
-    opt.block_bytes = block_bytes;
-    opt.parallel_min_elements = parallel_min;
     py::gil_scoped_release nogil;
     hk::cosine<T>(va, vb, o, ldo, opt);
 }
@@ -75,11 +71,15 @@ void paired_t(const py::array& a, const py::array& b, py::array out) {
 bool is_f32(const py::array& x) { return x.dtype().equal(py::dtype::of<float>()); }
 
 void cosine(const py::array& a, const py::array& b, py::array out, hk::idx block_bytes,
-            hk::idx parallel_min) {
+            hk::idx parallel_min, hk::idx serial_max_mnk) {
+    hk::Options opt;
+    opt.block_bytes = block_bytes;
+    opt.parallel_min_elements = parallel_min;
+    opt.serial_max_mnk = serial_max_mnk;
     if (is_f32(out))
-        cosine_t<float>(a, b, out, block_bytes, parallel_min);
+        cosine_t<float>(a, b, out, opt);
     else
-        cosine_t<double>(a, b, out, block_bytes, parallel_min);
+        cosine_t<double>(a, b, out, opt);
 }
 
 void paired(const py::array& a, const py::array& b, py::array out) {
@@ -94,7 +94,7 @@ void paired(const py::array& a, const py::array& b, py::array out) {
 PYBIND11_MODULE(_cosine, m) {
     m.doc() = "C++/BLAS cosine-similarity kernels (use harness.kernels, which checks arguments)";
     m.def("cosine", &cosine, py::arg("a"), py::arg("b"), py::arg("out"),
-          py::arg("block_bytes"), py::arg("parallel_min_elements"),
+          py::arg("block_bytes"), py::arg("parallel_min_elements"), py::arg("serial_max_mnk"),
           "out[:] = cosine(a, b); a, b, out share a float dtype, out is C-contiguous (N, M)");
     m.def("paired", &paired, py::arg("a"), py::arg("b"), py::arg("out"),
           "out[:] = row-wise cosine(a_i, b_i); a, b (N, D) and out (N,) share a float dtype");
