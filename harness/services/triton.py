@@ -282,6 +282,7 @@ class LocalTriton(TritonServer):
             "--allow-gpu-metrics=false",
             f"--log-verbose={int(server.log_verbose)}",
             f"--model-control-mode={server.model_control_mode}",
+            f"--http-thread-count={int(server.http_thread_count)}",
         ]
         if server.model_control_mode == "explicit":
             argv += [f"--load-model={m}" for m in self.models]
@@ -384,6 +385,7 @@ class DockerTriton(TritonServer):
             "tritonserver",
             f"--model-repository={dk.repository_mount}",
             f"--model-control-mode={server.model_control_mode}",
+            f"--http-thread-count={int(server.http_thread_count)}",
         ]
         if server.model_control_mode == "explicit":
             cmd += [f"--load-model={m}" for m in self.models]
