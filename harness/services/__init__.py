@@ -1,6 +1,7 @@
 """Services share one shape: start, wait until healthy, expose a URL, stop cleanly."""
 
 from harness.services.base import (
+    ContainerService,
     ExternalService,
     LocalProcess,
     Service,
@@ -12,6 +13,7 @@ from harness.services.base import (
 )
 
 __all__ = [
+    "ContainerService",
     "ExternalService",
     "LocalProcess",
     "Service",

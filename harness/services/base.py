@@ -19,7 +19,7 @@ import urllib.request
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from harness.errors import HarnessError
 
@@ -96,6 +96,71 @@ def docker_available(timeout: float = 3.0) -> bool:
         return True
     except Exception:
         return False
+
+
+class ContainerService:
+    """One testcontainers container with the Service shape: start, wait until healthy, stop.
+
+    Subclasses build the container (not started) in `build()` and say what answers when it is
+    healthy in `healthy(url)`; `port` is the container port behind `url`. Used only where a
+    Docker engine answers (`docker_available`), else `start()` raises a one-line ServiceError.
+    """
+
+    name = "container"
+    port = 80
+    startup_timeout = 60.0
+
+    def __init__(self) -> None:
+        self._container: Any = None
+        self._url = ""
+
+    @property
+    def url(self) -> str:
+        """Base URL of the container's mapped port (valid after start)."""
+        if not self._url:
+            raise ServiceError(f"{self.name} is not started")
+        return self._url
+
+    def build(self) -> Any:
+        """The testcontainers container to run, configured but not started."""
+        raise NotImplementedError
+
+    def healthy(self, url: str) -> bool:
+        """True when the service at `url` answers its health check."""
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Run the container and wait until healthy; ServiceError (container removed) if not."""
+        if self._container is not None:
+            return
+        if not docker_available():
+            raise ServiceError(f"{self.name}: no Docker engine answers")
+        container = self.build()
+        image = getattr(container, "image", "?")
+        try:
+            container.start()
+        except Exception as exc:  # noqa: BLE001 - docker raises many types
+            raise ServiceError(f"{self.name}: cannot start {image}: {exc}") from exc
+        self._container = container
+        host, mapped = container.get_container_host_ip(), container.get_exposed_port(self.port)
+        self._url = f"http://{host}:{mapped}"
+        if not wait_until(self.ready, self.startup_timeout, interval=0.5):
+            url = self._url
+            self.stop()
+            raise ServiceError(
+                f"{self.name}: {image} not healthy at {url} after {self.startup_timeout:.0f}s"
+            )
+
+    def ready(self) -> bool:
+        """True when started and healthy."""
+        return bool(self._url) and self.healthy(self._url)
+
+    def stop(self) -> None:
+        """Stop and remove the container; safe to call twice."""
+        container, self._container = self._container, None
+        self._url = ""
+        if container is not None:
+            container.stop()
 
 
 _PR_SET_PDEATHSIG = 1

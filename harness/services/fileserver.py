@@ -18,13 +18,12 @@ from harness.files import nginx as nginx_conf
 from harness.files.pool import MANIFEST
 from harness.paths import resolve
 from harness.services.base import (
+    ContainerService,
     ExternalService,
     LocalProcess,
     ServiceError,
-    docker_available,
     free_port,
     http_ok,
-    wait_until,
 )
 
 IMPLS = ("auto", "nginx", "python")
@@ -182,60 +181,36 @@ class LocalFileServer:
         self.stop()
 
 
-class DockerFileServer:
+class DockerFileServer(ContainerService):
     """The official nginx image serving `root` (mounted read-only) with the generated config."""
 
+    name = "files-docker"
+
     def __init__(self, root: str | os.PathLike[str], scfg: Mapping[str, Any]) -> None:
+        super().__init__()
         self.root = Path(root).resolve()
         self.scfg = scfg
-        self.name = "files-docker"
-        self._container: Any = None
-        self._url = ""
+        self.port = int(scfg["nginx"]["container_port"])
+        self.startup_timeout = float(scfg["startup_timeout"])
 
-    @property
-    def url(self) -> str:
-        """Base URL of the container's mapped port."""
-        return self._url
-
-    def start(self) -> None:
-        """Run the container and wait for the manifest to answer."""
-        if self._container is not None:
-            return
-        if not docker_available():
-            raise ServiceError("no Docker engine: the docker file server cannot run here")
+    def build(self) -> Any:
+        """nginx with the container rendering of the generated config, `root` mounted."""
         from testcontainers.core.container import DockerContainer
 
         ncfg = self.scfg["nginx"]
         conf = resolve(self.scfg["runtime_dir"]) / "docker" / "nginx.conf"
         conf.parent.mkdir(parents=True, exist_ok=True)
         conf.write_text(nginx_conf.render_container(ncfg))
-        port = int(ncfg["container_port"])
-        c = (
+        return (
             DockerContainer(ncfg["image"])
             .with_volume_mapping(str(self.root), ncfg["container_root"], "ro")
             .with_volume_mapping(str(conf), "/etc/nginx/nginx.conf", "ro")
-            .with_exposed_ports(port)
+            .with_exposed_ports(self.port)
         )
-        c.start()
-        self._container = c
-        self._url = f"http://{c.get_container_host_ip()}:{c.get_exposed_port(port)}"
-        ok = wait_until(
-            lambda: http_ok(f"{self._url}/{MANIFEST}", expect=_HEALTHY),
-            float(self.scfg["startup_timeout"]),
-        )
-        if not ok:
-            self.stop()
-            raise ServiceError(f"nginx container did not answer at {self._url}")
 
-    def ready(self) -> bool:
-        """True when the container answers."""
-        return bool(self._url) and http_ok(f"{self._url}/{MANIFEST}", expect=_HEALTHY)
-
-    def stop(self) -> None:
-        """Remove the container."""
-        c, self._container = self._container, None
-        if c is not None:
-            c.stop()
+    def healthy(self, url: str) -> bool:
+        """True when the manifest answers."""
+        return http_ok(f"{url}/{MANIFEST}", expect=_HEALTHY)
 
 
 def file_server(

@@ -9,17 +9,18 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
 from harness.errors import HarnessError
 from harness.paths import resolve
 from harness.services.base import (
+    ContainerService,
     ExternalService,
     LocalProcess,
     Service,
     ServiceError,
-    docker_available,
     free_port,
     http_ok,
 )
@@ -79,50 +80,30 @@ def local_tracking_server(cfg: DictConfig, port: int | None = None) -> LocalProc
     )
 
 
-class DockerTrackingServer:
+class DockerTrackingServer(ContainerService):
     """The tracking server in a container (testcontainers); needs a Docker engine."""
 
     name = "mlflow-tracking-docker"
+    port = 5000
 
     def __init__(self, cfg: DictConfig) -> None:
+        super().__init__()
         self.image = cfg.logging.docker.image
-        self.startup_timeout = cfg.logging.local.startup_timeout
-        self._container = None
-        self._url = ""
+        self.startup_timeout = float(cfg.logging.local.startup_timeout)
 
-    @property
-    def url(self) -> str:
-        """Base URL of the container's tracking server."""
-        return self._url
-
-    def start(self) -> None:
-        """Run the image with a sqlite store and proxied artifacts; wait for /health."""
-        if self._container is not None:
-            return
-        if not docker_available():
-            raise ServiceError("no Docker engine: cannot run the MLflow container")
+    def build(self) -> Any:
+        """The image with a sqlite store and proxied artifacts."""
         from testcontainers.core.container import DockerContainer
-        from testcontainers.core.waiting_utils import wait_for_logs
 
-        c = DockerContainer(self.image).with_exposed_ports(5000)
-        c = c.with_env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false").with_command(
-            "mlflow server --host 0.0.0.0 --port 5000 --workers 1 "
+        c = DockerContainer(self.image).with_exposed_ports(self.port)
+        return c.with_env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false").with_command(
+            f"mlflow server --host 0.0.0.0 --port {self.port} --workers 1 "
             "--backend-store-uri sqlite:////tmp/mlflow.db --artifacts-destination /tmp/artifacts"
         )
-        c.start()
-        self._container = c
-        wait_for_logs(c, "Uvicorn running|Listening at", timeout=self.startup_timeout)
-        self._url = f"http://{c.get_container_host_ip()}:{c.get_exposed_port(5000)}"
 
-    def ready(self) -> bool:
+    def healthy(self, url: str) -> bool:
         """True when /health answers."""
-        return bool(self._url) and http_ok(self._url + "/health")
-
-    def stop(self) -> None:
-        """Remove the container."""
-        c, self._container = self._container, None
-        if c is not None:
-            c.stop()
+        return http_ok(url + "/health")
 
 
 def tracking_service(cfg: DictConfig, backend: str = "local", url: str | None = None) -> Service:

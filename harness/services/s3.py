@@ -17,14 +17,15 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
 from harness.paths import resolve
 from harness.services.base import (
+    ContainerService,
     LocalProcess,
     ServiceError,
-    docker_available,
     free_port,
     wait_until,
 )
@@ -168,30 +169,21 @@ class LocalS3Service(_S3Base):
         self.stop()
 
 
-class DockerS3Service(_S3Base):
+class DockerS3Service(ContainerService, _S3Base):
     """MinIO in a pinned image via testcontainers (only where a Docker engine answers)."""
 
+    name = "s3 (docker)"
+    startup_timeout = 60.0
+
     def __init__(self, storage: DictConfig) -> None:
+        super().__init__()
         self.storage = storage
         self.image = str(storage.docker.image)
         self.port = int(storage.docker.port)
         self.credentials: Credentials | None = None
-        self._container = None
-        self._url: str | None = None
 
-    @property
-    def url(self) -> str:
-        """Endpoint URL (valid after start)."""
-        if self._url is None:
-            raise ServiceError("s3 (docker) is not started")
-        return self._url
-
-    def start(self) -> None:
-        """Start the MinIO container and wait for its health endpoint."""
-        if self._container is not None:
-            return
-        if not docker_available():
-            raise ServiceError("s3 (docker): no Docker engine answers")
+    def build(self) -> Any:
+        """MinIO with credentials generated for this start."""
         from testcontainers.community.minio import MinioContainer
 
         self.credentials = Credentials("harness" + secrets.token_hex(4), secrets.token_urlsafe(24))
@@ -204,26 +196,11 @@ class DockerS3Service(_S3Base):
         # Newer MinIO reads MINIO_ROOT_*; the container class sets the legacy names only.
         container.with_env("MINIO_ROOT_USER", self.credentials.access_key_id)
         container.with_env("MINIO_ROOT_PASSWORD", self.credentials.secret_access_key)
-        try:
-            container.start()
-        except Exception as exc:  # noqa: BLE001 - docker raises many types
-            raise ServiceError(f"s3 (docker): cannot start {self.image}: {exc}") from exc
-        self._container = container
-        host = container.get_container_host_ip()
-        self._url = f"http://{host}:{container.get_exposed_port(self.port)}"
-        if not wait_until(self.ready, timeout=60.0, interval=0.5):
-            self.stop()
-            raise ServiceError(f"s3 (docker): {self.image} not healthy")
+        return container
 
-    def ready(self) -> bool:
+    def healthy(self, url: str) -> bool:
         """True when MinIO's liveness endpoint answers."""
-        return self._url is not None and _answers(f"{self._url}/minio/health/live")
-
-    def stop(self) -> None:
-        """Stop and remove the container."""
-        container, self._container = self._container, None
-        if container is not None:
-            container.stop()
+        return _answers(f"{url}/minio/health/live")
 
 
 class ExternalS3Service(_S3Base):
