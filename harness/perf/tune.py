@@ -308,7 +308,16 @@ def run_tune(
             f"{t.variant.label}: perf_analyzer could not hold its stability band"
             for t in trials
             if not t.target.stable
-        ],
+        ]
+        + (
+            [
+                f"tritonserver --http-thread-count={cfg.triton.server.http_thread_count}"
+                " (`triton.server.http_thread_count`): one HTTP thread measured ~25 % more"
+                " throughput than Triton's default 8 on these 2 cores"
+            ]
+            if server.backend != "external"
+            else []
+        ),
     )
     lines = [
         f"tune: {len(trials)} configs at concurrency {tune.concurrency} ({protocol})",
