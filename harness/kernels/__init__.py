@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 
-try:  # Loads libscipy_openblas.so with RTLD_GLOBAL: the extension links to it by soname.
-    import scipy_openblas32  # noqa: F401
-except ImportError:  # a build against the system's libopenblas does not need it
-    pass
+from harness.kernels.coretype import coretype_env
 
-from harness.kernels import _cosine  # noqa: E402
+with coretype_env():  # OpenBLAS reads its kernel family once, when it loads
+    try:  # Loads libscipy_openblas.so with RTLD_GLOBAL: the extension links to it by soname.
+        import scipy_openblas32  # noqa: F401
+    except ImportError:  # a build against the system's libopenblas does not need it
+        pass
+
+    from harness.kernels import _cosine
 
 __all__ = ["cosine_similarity", "paired_cosine_similarity", "blas_info"]
 
