@@ -42,6 +42,7 @@ inline void gemv(bool ta, bint rows, bint cols, const double* a, bint lda, const
 }
 
 inline int num_threads() { return HK_OPENBLAS(get_num_threads)(); }
+inline const char* config() { return HK_OPENBLAS(get_config)(); }
 
 // While at least one SerialScope lives, the library runs every call on its caller's thread.
 // OpenBLAS's thread count is process-wide (this OpenBLAS has no thread-local setting), so the
@@ -51,33 +52,23 @@ inline int num_threads() { return HK_OPENBLAS(get_num_threads)(); }
 class SerialScope {
   public:
     SerialScope() {
-        std::lock_guard<std::mutex> lock(mu());
-        if (users()++ == 0) {
-            saved() = num_threads();
-            if (saved() > 1) HK_OPENBLAS(set_num_threads)(1);
+        std::lock_guard<std::mutex> lock(mu_);
+        if (users_++ == 0) {
+            saved_ = num_threads();
+            if (saved_ > 1) HK_OPENBLAS(set_num_threads)(1);
         }
     }
     ~SerialScope() {
-        std::lock_guard<std::mutex> lock(mu());
-        if (--users() == 0 && saved() > 1) HK_OPENBLAS(set_num_threads)(saved());
+        std::lock_guard<std::mutex> lock(mu_);
+        if (--users_ == 0 && saved_ > 1) HK_OPENBLAS(set_num_threads)(saved_);
     }
     SerialScope(const SerialScope&) = delete;
     SerialScope& operator=(const SerialScope&) = delete;
 
   private:
-    static std::mutex& mu() {
-        static std::mutex m;
-        return m;
-    }
-    static int& users() {
-        static int n = 0;
-        return n;
-    }
-    static int& saved() {
-        static int n = 0;
-        return n;
-    }
+    static inline std::mutex mu_;
+    static inline int users_ = 0;  // scopes alive, in any thread
+    static inline int saved_ = 0;  // the thread count the first scope found
 };
-inline const char* config() { return HK_OPENBLAS(get_config)(); }
 
 }  // namespace harness_kernels::blas
