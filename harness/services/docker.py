@@ -196,12 +196,11 @@ class ComposeStack:
         prof = [a for p in self.profiles for a in ("--profile", p)]
         return [*compose_cli(), "-f", str(self.file), "-p", self.project, *prof, *args]
 
-    def run(self, *args: str, timeout: float | None = None, check: bool = True) -> str:
-        """Run one compose command; a failure becomes a one-line ServiceError (stderr in detail)."""
-        argv = self.argv(*args)
+    def _exec(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+        """Run one compose command; running past the timeout is a one-line ServiceError."""
         try:
-            proc = subprocess.run(
-                argv,
+            return subprocess.run(
+                self.argv(*args),
                 capture_output=True,
                 text=True,
                 env=self.env,
@@ -212,6 +211,10 @@ class ComposeStack:
             raise ServiceError(
                 f"`compose {' '.join(args)}` did not finish within {exc.timeout:.0f}s"
             ) from exc
+
+    def run(self, *args: str, timeout: float | None = None, check: bool = True) -> str:
+        """Run one compose command; a failure becomes a one-line ServiceError (stderr in detail)."""
+        proc = self._exec(*args, timeout=timeout)
         if check and proc.returncode != 0:
             raise ServiceError(
                 f"`compose {' '.join(args)}` failed: {_first_error_line(proc.stderr)}",
@@ -221,15 +224,7 @@ class ComposeStack:
 
     def config(self) -> dict[str, Any]:
         """The resolved model (interpolated, merged, profiles applied) as compose itself sees it."""
-        argv = self.argv("config", "--format", "json")
-        proc = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            env=self.env,
-            cwd=self.file.parent,
-            timeout=self.timeout,
-        )
+        proc = self._exec("config", "--format", "json")
         # Some compose releases print a validation error yet exit 0 with nothing on stdout.
         if proc.returncode != 0 or not proc.stdout.strip():
             raise ServiceError(
