@@ -40,6 +40,17 @@ def _strip_scheme(url: str) -> str:
     return url.split("://", 1)[-1].rstrip("/")
 
 
+def server_flags(server: DictConfig, models: Sequence[str]) -> list[str]:
+    """tritonserver flags from `triton.server` that every backend that starts one passes."""
+    flags = [
+        f"--model-control-mode={server.model_control_mode}",
+        f"--http-thread-count={int(server.http_thread_count)}",
+    ]
+    if server.model_control_mode == "explicit":
+        flags += [f"--load-model={m}" for m in models]
+    return flags
+
+
 class TritonServer:
     """Common interface of the three backends (subclasses fill in start/stop)."""
 
@@ -281,12 +292,9 @@ class LocalTriton(TritonServer):
             f"--metrics-port={self.metrics_port}",
             "--allow-gpu-metrics=false",
             f"--log-verbose={int(server.log_verbose)}",
-            f"--model-control-mode={server.model_control_mode}",
-            f"--http-thread-count={int(server.http_thread_count)}",
+            *server_flags(server, self.models),
+            *self.extra_args,
         ]
-        if server.model_control_mode == "explicit":
-            argv += [f"--load-model={m}" for m in self.models]
-        argv += self.extra_args
         self.process = LocalProcess(
             "tritonserver",
             argv,
@@ -384,11 +392,8 @@ class DockerTriton(TritonServer):
         cmd = [
             "tritonserver",
             f"--model-repository={dk.repository_mount}",
-            f"--model-control-mode={server.model_control_mode}",
-            f"--http-thread-count={int(server.http_thread_count)}",
+            *server_flags(server, self.models),
         ]
-        if server.model_control_mode == "explicit":
-            cmd += [f"--load-model={m}" for m in self.models]
         container = (
             DockerContainer(dk.image)
             .with_volume_mapping(str(self.repository), dk.repository_mount, "ro")
