@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
 def _serve(cfg) -> int:
     from harness.io import atomic_open
     from harness.paths import resolve
+    from harness.services.base import running
     from harness.services.s3 import make_s3_service
 
     def _terminate(signum: int, frame: object) -> None:
@@ -85,8 +86,7 @@ def _serve(cfg) -> int:
 
     signal.signal(signal.SIGTERM, _terminate)
     svc = make_s3_service(cfg)
-    svc.start()
-    try:
+    with running(svc):
         svc.client(str(cfg.storage.bucket))
         env_file = resolve(str(cfg.paths.work_dir)) / "s3.env"
         with atomic_open(env_file, "w") as fh:
@@ -97,5 +97,3 @@ def _serve(cfg) -> int:
         while svc.ready():
             time.sleep(1.0)
         raise HarnessError("the S3 server exited")
-    finally:
-        svc.stop()

@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.embeddings.convert import convert_formats
     from harness.embeddings.report import write_report
     from harness.embeddings.serving import compare_served, make_server, servable_formats
+    from harness.services.base import running
     from harness.serving.client import TritonClient
 
     cfg = compose(args.overrides)
@@ -70,8 +71,7 @@ def run(args: argparse.Namespace) -> int:
     server = make_server(
         cfg, served, args.backend, http_url=args.triton_url, grpc_url=args.triton_grpc_url
     )
-    server.start()
-    try:
+    with running(server):
         with TritonClient(server.http_address, cfg.embed.compare.protocol) as client:
             if args.action == "text":
                 from harness.embeddings.serving import embed_served
@@ -116,5 +116,3 @@ def run(args: argparse.Namespace) -> int:
             )
         print(f"report: {path}")
         return 0
-    finally:
-        server.stop()

@@ -7,6 +7,7 @@ import time
 from omegaconf import DictConfig
 
 from harness.paths import resolve
+from harness.services.base import running
 
 
 def run_demo(cfg: DictConfig) -> list[str]:
@@ -30,13 +31,10 @@ def run_demo(cfg: DictConfig) -> list[str]:
     served, skipped = servable_formats(cfg, formats)
     work = resolve(cfg.paths.work_dir) / "embed-demo"
     server = make_server(cfg, served, "local", work_dir=work / "triton")
-    server.start()
-    try:
+    with running(server):
         lines.append(f"tritonserver ready at {server.url} serving {', '.join(served)} + ensembles")
         with TritonClient(server.http_address, "http", timeout_s=120.0) as client:
             cmp = compare_served(cfg, client, served, skipped)
-    finally:
-        server.stop()
     for fmt, s in cmp.vs_oracle.items():
         bad = cmp.failures[fmt] + cmp.blowups[fmt]
         lines.append(

@@ -9,6 +9,7 @@ from harness.services.base import (
     docker_available,
     free_port,
     http_ok,
+    running,
     wait_until,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "docker_available",
     "free_port",
     "http_ok",
+    "running",
     "wait_until",
 ]

@@ -7,6 +7,7 @@ MLflow, file server) has the same shape, so fixtures and commands never care whi
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import logging
 import os
@@ -17,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -48,6 +49,16 @@ class Service(Protocol):
 
     def stop(self) -> None:
         """Stop; always safe to call, leaves no process behind."""
+
+
+@contextlib.contextmanager
+def running(service: Service) -> Iterator[Service]:
+    """Start `service`, hand it out, stop it however the block ends (any backend)."""
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

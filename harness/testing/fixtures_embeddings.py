@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from harness.services.base import running
 from harness.testing.plugin import backend, external_url, require_docker
 
 
@@ -60,11 +61,8 @@ def embed_server(
     else:
         kwargs["work_dir"] = tmp_path_factory.mktemp("embed_triton")
     server = make_server(embed_cfg, embed_formats, kind, **kwargs)
-    server.start()
-    try:
+    with running(server):
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.services.base import running
+
 SECRET = "TOP-SECRET-OUTSIDE-THE-POOL-7f3a"
 
 
@@ -71,11 +73,8 @@ def pool_server(request: pytest.FixtureRequest, files_pool: Pool, files_cfg) -> 
     if impl == "nginx" and nginx_binary(files_cfg.files.server.nginx.binary) is None:
         pytest.skip("nginx is not installed (Debian: apt-get install nginx-light)")
     server = LocalFileServer(files_pool.root, files_cfg.files.server, impl=impl)
-    server.start()
-    try:
+    with running(server):
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -91,8 +90,5 @@ def file_server(pytestconfig: pytest.Config, files_pool: Pool, files_cfg) -> Ite
     elif name == "external":
         url = external_url(pytestconfig, "files-url", "the file server")
     server = make(name, files_pool.root, files_cfg.files.server, url=url)
-    server.start()
-    try:
+    with running(server):
         yield server
-    finally:
-        server.stop()

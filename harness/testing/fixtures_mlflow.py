@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.services.base import running
 from harness.testing.plugin import backend, external_url, require_docker
 
 
@@ -27,8 +28,5 @@ def mlflow_tracking(
     elif kind == "docker":
         require_docker()
     service = tracking_service(cfg, kind, url)
-    service.start()
-    try:
+    with running(service):
         yield service.url
-    finally:
-        service.stop()

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from harness.services.base import running
 from harness.testing.plugin import backend, external_url, require_docker
 
 TEST_BUCKET = "harness-test"
@@ -32,11 +33,8 @@ def s3_service(
     url = external_url(pytestconfig, "s3-url", "S3") if chosen == "external" else None
     cfg = compose([f"paths.work_dir={tmp_path_factory.mktemp('s3-work')}"])
     svc = make_s3_service(cfg, chosen, url)
-    svc.start()
-    try:
+    with running(svc):
         yield svc
-    finally:
-        svc.stop()
 
 
 @pytest.fixture(scope="session")

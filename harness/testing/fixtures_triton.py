@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.services.base import running
 from harness.testing.plugin import backend, external_url, require_docker
 
 GOLDEN_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "triton"
@@ -95,13 +96,10 @@ def triton_server(pytestconfig, triton_cfg, triton_repository, tmp_path_factory)
         server = make_triton(
             triton_cfg, "local", triton_repository, work_dir=tmp_path_factory.mktemp("triton")
         )
-    server.start()
-    try:
+    with running(server):
         if kind == "external":
             _load_fixture_model_externally(triton_cfg, server)
         yield server
-    finally:
-        server.stop()
 
 
 def _load_fixture_model_externally(cfg, server) -> None:

@@ -16,6 +16,7 @@ from harness.config import to_flat_dict
 from harness.errors import HarnessError
 from harness.io import atomic_open
 from harness.paths import ROOT, resolve
+from harness.services.base import running
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,8 @@ def tracking_server(cfg: DictConfig) -> Iterator[str]:
         yield uri
         return
     server = local_tracking_server(cfg)
-    server.start()
-    try:
+    with running(server):
         yield server.url
-    finally:
-        server.stop()
 
 
 class RunLogger:

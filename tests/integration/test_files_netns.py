@@ -13,7 +13,7 @@ import pytest
 
 from harness.files.pool import MANIFEST, PoolSpec, build_pool
 from harness.paths import ROOT
-from harness.services import free_port
+from harness.services import free_port, running
 from harness.services.fileserver import LocalFileServer, netns_ready_check
 
 pytestmark = pytest.mark.integration
@@ -63,8 +63,7 @@ def test_verify_from_another_network(impl, hosts, files_cfg, tmp_path: Path) -> 
         ready_check=netns_ready_check(hosts.client),  # healthy = reachable from the client
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    srv.start()
-    try:
+    with running(srv):
         url = f"http://{hosts.server_ip}:{port}/"
         report = tmp_path / "report.json"
         argv = [sys.executable, "-m", "harness", "files", "verify", url, "--jobs", "4"]
@@ -76,5 +75,3 @@ def test_verify_from_another_network(impl, hosts, files_cfg, tmp_path: Path) -> 
         # Loopback in the client namespace is its own: the server is not there.
         probe = hosts.run(hosts.client, argv[:5] + [f"http://127.0.0.1:{port}/", "--retries", "0"])
         assert probe.returncode != 0
-    finally:
-        srv.stop()

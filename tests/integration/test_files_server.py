@@ -18,7 +18,7 @@ import pytest
 from harness.files.pool import MANIFEST, PoolSpec, build_pool, parse_manifest
 from harness.files.verify import ERROR, MISMATCH, OK, Verifier
 from harness.paths import ROOT
-from harness.services import free_port, http_ok, wait_until
+from harness.services import free_port, http_ok, running, wait_until
 from harness.services.fileserver import LocalFileServer
 from harness.testing.fixtures_files import SECRET, make_attack_pool
 from tests.integration._cli import harness
@@ -357,14 +357,11 @@ def test_docker_nginx_image_serves_the_pool(files_pool, files_cfg) -> None:
 
     require_docker()
     with_srv = DockerFileServer(files_pool.root, files_cfg.files.server)
-    with_srv.start()
-    try:
+    with running(with_srv):
         assert raw(with_srv.url, "/link-out.txt")[0] >= 400
         v = Verifier(with_srv.url, jobs=4)
         report = v.run(progress=False)
         v.close()
-    finally:
-        with_srv.stop()
     assert report.ok and report.total == files_pool.count
 
 

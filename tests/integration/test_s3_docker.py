@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from harness.config import compose
+from harness.services.base import running
 from harness.services.s3 import DockerS3Service
 from harness.storage.s3 import Credentials, S3Client, StorageAuthError
 from harness.testing.plugin import require_docker
@@ -17,8 +18,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker]
 def test_minio_container_bucket_and_auth():
     require_docker()
     svc = DockerS3Service(compose([]).storage)
-    svc.start()
-    try:
+    with running(svc):
         client = svc.client("harness-docker")
         client.ensure_bucket()  # idempotent
         client.put_bytes("k", b"payload", {"sha256": "x"})
@@ -26,5 +26,3 @@ def test_minio_container_bucket_and_auth():
         bad = replace(svc.settings("harness-docker"), credentials=Credentials("nobody", "wrong"))
         with pytest.raises(StorageAuthError, match="authentication failed"):
             S3Client(bad).head("k")
-    finally:
-        svc.stop()

@@ -4,6 +4,7 @@ import pytest
 
 from harness.embeddings.convert import format_cfg
 from harness.embeddings.perf import interleaved_inprocess, served_perf
+from harness.services.base import running
 
 pytestmark = pytest.mark.perf
 SERVED = ["onnx", "int8", "int8-dynamic", "int8-openvino"]
@@ -28,8 +29,7 @@ def perf_numbers(embed_cfg, embed_conversions, tmp_path_factory):
         models,
         work_dir=tmp_path_factory.mktemp("embed_perf"),
     )
-    server.start()
-    try:
+    with running(server):
         rows = served_perf(
             embed_cfg,
             server,
@@ -38,8 +38,6 @@ def perf_numbers(embed_cfg, embed_conversions, tmp_path_factory):
             concurrency=[8],
             work_dir=tmp_path_factory.mktemp("embed_perf_data"),
         )
-    finally:
-        server.stop()
     served = {r["format"]: r["throughput"] for r in rows}
     _report(embed_cfg, inproc, served)
     return inproc, served
