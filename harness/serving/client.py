@@ -271,9 +271,17 @@ class TritonClient:
             "batch_stats": s.get("batch_stats", []),
         }
 
-    def load(self, model: str, config_json: str | None = None) -> None:
-        """(Re)load `model` (explicit model-control mode), optionally with a config override."""
+    def load(
+        self, model: str, config_json: str | None = None, files: dict[str, bytes] | None = None
+    ) -> None:
+        """(Re)load `model` (explicit model-control mode), optionally with a config override.
+
+        `files` ("file:<version>/<name>" -> content) replaces the model's files on disk for this
+        load; Triton then needs `config_json` too.
+        """
         kwargs: dict[str, Any] = {"config": config_json} if config_json else {}
+        if files:
+            kwargs["files"] = files
         if self.protocol == "grpc":
             # Loading starts python stubs (imports onnxruntime): slower than one inference.
             kwargs["client_timeout"] = max(self.timeout_s, 120.0)

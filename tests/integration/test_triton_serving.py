@@ -161,3 +161,22 @@ def test_server_down_is_a_clear_error(protocol):
 def test_probabilities_match_softmax_of_logits(triton_client, triton_model, triton_golden):
     got = triton_client.classify(triton_model, triton_golden.images[:8])
     np.testing.assert_allclose(got.probabilities, softmax(got.logits.astype(np.float64)), atol=1e-6)
+
+
+def test_null_model_answers_zeros_and_reload_restores_the_model(
+    triton_client, triton_model, triton_golden, triton_reload, triton_cfg
+):
+    # The perf tier's ceiling measurement swaps this model in and out; both halves must hold.
+    from harness.perf.ceiling import load_null_model, serves_with_python
+
+    served = triton_client.config(triton_model)
+    if not serves_with_python(served):
+        pytest.skip(f"the ceiling applies to python-backend models; this one is {served}")
+    load_null_model(triton_client, triton_model, served)
+    out = triton_client.infer(triton_model, triton_golden.images[:5])
+    assert [(k, v.shape, v.dtype) for k, v in out.items()] == [("logits", (5, 10), np.float32)]
+    assert not out["logits"].any()
+    triton_reload(None)
+    got = triton_client.classify(triton_model, triton_golden.images)
+    atol = float(triton_cfg.triton.test.golden_atol)
+    np.testing.assert_allclose(got.logits, triton_golden.logits, rtol=0, atol=atol)
