@@ -194,6 +194,50 @@ def concurrency_sweep(
     client.load(model, config_to_json(config_from_json(base)))
 
 
+def ceiling_of(
+    cfg: DictConfig,
+    client: TritonClient,
+    address: str,
+    model: str,
+    trial: Trial,
+    *,
+    protocol: str,
+    concurrency: int,
+    measurement_interval_ms: int,
+    preferred: Sequence[int] | None = None,
+) -> PerfResult | None:
+    """The chosen config served by a zero-compute model (python backend only; else None)."""
+    from harness.perf.ceiling import load_null_model, serves_with_python
+
+    base = client.config(model)
+    if not serves_with_python(base):
+        return None
+    load_variant(client, model, trial.variant, base, preferred)
+    try:
+        load_null_model(client, model, client.config(model))
+        return run_perf_analyzer(
+            cfg,
+            model,
+            address,
+            concurrency=concurrency,
+            protocol=protocol,
+            measurement_interval_ms=measurement_interval_ms,
+        )[0]
+    finally:
+        client.load(model, config_to_json(config_from_json(base)))
+
+
+def ceiling_note(ceiling: PerfResult, chosen: Trial) -> str:
+    """One report line: the serving path's ceiling and how close the chosen config comes."""
+    share = chosen.target.throughput / ceiling.throughput
+    return (
+        f"serving-path ceiling: the chosen config served by a model that computes nothing"
+        f" (harness.perf.ceiling) ran {ceiling.throughput:.0f} infer/s (p99"
+        f" {ceiling.p99_ms:.2f} ms); the real model reaches {share:.0%} of it, so the model's"
+        f" own compute is ~{max(0.0, 1 - share):.0%} of the per-request cost here"
+    )
+
+
 def apply_choice(model_dir: Path, variant: Variant, preferred: Sequence[int] | None) -> Path:
     """Write the chosen settings into the canonical config.pbtxt (validated, atomic)."""
     current = read_config(model_dir)
@@ -281,6 +325,9 @@ def run_tune(
         )
         for t in {id(t): t for t in (baseline, chosen) if t is not None}.values():
             concurrency_sweep(cfg, client, address, model, t, g["levels"], **common)
+        ceiling = ceiling_of(
+            cfg, client, address, model, chosen, concurrency=int(tune.concurrency), **common
+        )
     written = apply_choice(model_dir, chosen.variant, preferred) if apply else None
     report = write_report(
         resolve(tune.report),
@@ -298,6 +345,7 @@ def run_tune(
         baseline=baseline,
         applied=apply,
         notes=_model_notes(model_dir)
+        + ([ceiling_note(ceiling, chosen)] if ceiling else [])
         + [
             "perf_analyzer runs on the same 2 vCPUs as the server: absolute numbers are low and"
             " noisy; compare ratios measured in one run.",
@@ -326,6 +374,8 @@ def run_tune(
         f"  chosen:  {why}",
         f"  report:  {report}",
     ]
+    if ceiling:
+        lines.insert(3, f"  ceiling: {ceiling.throughput:.0f} infer/s with a zero-compute model")
     if written:
         lines.append(f"  applied: {written}")
     return lines
