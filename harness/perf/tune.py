@@ -55,6 +55,7 @@ class Trial:
     variant: Variant
     target: PerfResult
     sweep: list[PerfResult] = field(default_factory=list)
+    measurements: int = 1  # perf_analyzer runs at the target concurrency; target is the best
 
     def within(self, budget_p99_ms: float) -> bool:
         """True when p99 at the target concurrency is within the budget."""
@@ -108,8 +109,17 @@ def load_variant(
         raise HarnessError(f"model '{model}' not ready after loading {variant.label}")
 
 
-def choose(trials: Sequence[Trial], budget_p99_ms: float) -> tuple[Trial, str]:
-    """The best trial (highest throughput within the p99 budget) and the reasoning."""
+def choose(
+    trials: Sequence[Trial],
+    budget_p99_ms: float,
+    keep: Variant | None = None,
+    min_gain: float = 0.0,
+) -> tuple[Trial, str]:
+    """The best trial (highest throughput within the p99 budget) and the reasoning.
+
+    With `keep` (the config in use) within budget, another config must beat it by more than
+    `min_gain` (a fraction) to be chosen: a difference inside the noise is no reason to change.
+    """
     if not trials:
         raise HarnessError("no trial to choose from")
     ok = [t for t in trials if t.within(budget_p99_ms)]
@@ -120,6 +130,18 @@ def choose(trials: Sequence[Trial], budget_p99_ms: float) -> tuple[Trial, str]:
             f"the {len(ok)}/{len(trials)} configs whose p99 ({best.target.p99_ms:.2f} ms) stays "
             f"within the {budget_p99_ms:g} ms budget"
         )
+        current = next((t for t in ok if t.variant == keep), None)
+        if current is not None and current is not best:
+            gain = best.target.throughput / current.target.throughput - 1
+            if gain <= min_gain:
+                cur, top = current.target, best.target
+                why = (
+                    f"{current.variant.label} (the config in use) kept: {cur.throughput:.0f}"
+                    f" infer/s, p99 {cur.p99_ms:.2f} ms within the {budget_p99_ms:g} ms budget;"
+                    f" the fastest, {best.variant.label} at {top.throughput:.0f} infer/s, is only"
+                    f" {gain:.1%} ahead (a change needs > {min_gain:.0%})"
+                )
+                best = current
     else:
         best = min(trials, key=lambda t: t.target.p99_ms)
         why = (
@@ -127,6 +149,53 @@ def choose(trials: Sequence[Trial], budget_p99_ms: float) -> tuple[Trial, str]:
             f"lowest p99 ({best.target.p99_ms:.2f} ms)"
         )
     return best, why
+
+
+def finalists(
+    trials: Sequence[Trial], budget_p99_ms: float, top: int, keep: Variant | None = None
+) -> list[Trial]:
+    """The `top` fastest trials within budget (else the fastest overall), plus the one in use."""
+    ok = [t for t in trials if t.within(budget_p99_ms)] or list(trials)
+    out = sorted(ok, key=lambda t: -t.target.throughput)[: max(0, top)]
+    current = next((t for t in trials if t.variant == keep), None)
+    if current is not None and current not in out:
+        out.append(current)
+    return out
+
+
+def confirm(
+    cfg: DictConfig,
+    client: TritonClient,
+    address: str,
+    model: str,
+    trials: Sequence[Trial],
+    rounds: int,
+    *,
+    protocol: str,
+    concurrency: int,
+    measurement_interval_ms: int,
+    preferred: Sequence[int] | None = None,
+) -> None:
+    """Re-measure `trials` in `rounds` alternating rounds; each keeps its best measurement."""
+    if rounds <= 0 or not trials:
+        return
+    base = client.config(model)
+    for r in range(1, rounds + 1):
+        for t in trials:
+            load_variant(client, model, t.variant, base, preferred)
+            res = run_perf_analyzer(
+                cfg,
+                model,
+                address,
+                concurrency=concurrency,
+                protocol=protocol,
+                measurement_interval_ms=measurement_interval_ms,
+            )[0]
+            log.info("[confirm %d/%d] %s: %.0f infer/s", r, rounds, t.variant.label, res.throughput)
+            t.measurements += 1
+            if res.throughput > t.target.throughput:
+                t.target = res
+    client.load(model, config_to_json(config_from_json(base)))
 
 
 def sweep(
@@ -264,6 +333,7 @@ def _grid_settings(cfg: DictConfig, quick: bool) -> dict:
         "levels": list(src.concurrency_sweep),
         "batching": list(tune.batching),
         "threads": list(tune.intra_op_thread_count),
+        "confirm_rounds": int(src.confirm_rounds),
     }
 
 
@@ -317,7 +387,18 @@ def run_tune(
         trials = sweep(
             cfg, client, address, model, variants, concurrency=int(tune.concurrency), **common
         )
-        chosen, why = choose(trials, budget)
+        leading = finalists(trials, budget, int(tune.confirm_top), before_variant)
+        confirm(
+            cfg,
+            client,
+            address,
+            model,
+            leading,
+            g["confirm_rounds"],
+            concurrency=int(tune.concurrency),
+            **common,
+        )
+        chosen, why = choose(trials, budget, before_variant, float(tune.min_gain))
         before = next(t for t in trials if t.variant == before_variant)
         nobatch = [t for t in trials if not t.variant.batching]
         baseline = min(
@@ -351,6 +432,10 @@ def run_tune(
             " noisy; compare ratios measured in one run.",
             f"measurement interval {g['interval']} ms per trial"
             + (" (reduced --quick grid)" if quick else ""),
+            f"the {len(leading)} leading configs (the config in use among them) were measured"
+            f" {g['confirm_rounds']} more time(s) in alternating rounds; each keeps its best run."
+            f" Another config replaces the one in use only when more than"
+            f" {float(tune.min_gain):.0%} faster",
         ]
         + [
             f"{t.variant.label}: perf_analyzer could not hold its stability band"

@@ -7,7 +7,7 @@ import pytest
 from harness.config import compose
 from harness.errors import HarnessError
 from harness.perf.analyzer import PerfResult, parse_csv, parse_server_counts
-from harness.perf.tune import Trial, Variant, choose, grid
+from harness.perf.tune import Trial, Variant, choose, finalists, grid
 from harness.services.triton import ExternalTriton, free_ports, make_triton
 
 # The shape of perf_analyzer 2.41's `-f` CSV and summary (values from a run on this machine).
@@ -68,6 +68,33 @@ def test_choose_highest_throughput_within_budget():
     assert best.variant.delay_us == 100 and "within the 10 ms budget" in why
     best, why = choose(trials, budget_p99_ms=1)
     assert best.variant.delay_us is None and "no config met" in why
+
+
+def test_choose_keeps_the_config_in_use_unless_clearly_faster():
+    trials = [
+        _trial(True, 100, 7846, 1.7),
+        _trial(True, 500, 8100, 1.5),
+        _trial(False, None, 4273, 2),
+    ]
+    current = trials[0].variant
+    best, why = choose(trials, 25, keep=current, min_gain=0.05)
+    assert best.variant == current and "kept" in why and "3.2% ahead" in why
+    trials[1].target = PerfResult(8, 8477, 1, 1, 1, 1.5, 1, 0, 0, 0, 0)  # 8.0 % ahead
+    best, why = choose(trials, 25, keep=current, min_gain=0.05)
+    assert best.variant.delay_us == 500 and "highest throughput" in why
+    # The config in use out of budget is no reason to keep it.
+    best, _ = choose(trials, 1.6, keep=current, min_gain=0.5)
+    assert best.variant.delay_us == 500
+
+
+def test_finalists_are_the_fastest_within_budget_plus_the_config_in_use():
+    trials = [
+        _trial(True, d, t, p) for d, t, p in [(0, 10, 1), (50, 30, 1), (100, 20, 1), (500, 90, 99)]
+    ]
+    picked = finalists(trials, 10, top=2, keep=trials[0].variant)
+    assert [t.variant.delay_us for t in picked] == [50, 100, 0]
+    assert [t.variant.delay_us for t in finalists(trials, 10, top=2)] == [50, 100]
+    assert [t.variant.delay_us for t in finalists(trials, 0.5, top=1)] == [500]
 
 
 def test_factory_and_external_urls():
