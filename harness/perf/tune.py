@@ -56,10 +56,13 @@ class Trial:
     target: PerfResult
     sweep: list[PerfResult] = field(default_factory=list)
     measurements: int = 1  # perf_analyzer runs at the target concurrency; target is the best
+    alone: PerfResult | None = None  # concurrency 1: a request with nothing to batch with
 
-    def within(self, budget_p99_ms: float) -> bool:
-        """True when p99 at the target concurrency is within the budget."""
-        return self.target.p99_ms <= budget_p99_ms
+    def within(self, budget_p99_ms: float, alone_p50_ms: float | None = None) -> bool:
+        """True when p99 at the target concurrency and a lone request's p50 are within budget."""
+        if self.target.p99_ms > budget_p99_ms:
+            return False
+        return alone_p50_ms is None or self.alone is None or self.alone.p50_ms <= alone_p50_ms
 
 
 def grid(
@@ -114,21 +117,25 @@ def choose(
     budget_p99_ms: float,
     keep: Variant | None = None,
     min_gain: float = 0.0,
+    alone_p50_ms: float | None = None,
 ) -> tuple[Trial, str]:
-    """The best trial (highest throughput within the p99 budget) and the reasoning.
+    """The best trial (highest throughput within the latency budgets) and the reasoning.
 
     With `keep` (the config in use) within budget, another config must beat it by more than
     `min_gain` (a fraction) to be chosen: a difference inside the noise is no reason to change.
+    `alone_p50_ms` bounds the p50 of a lone client (concurrency 1), where a long queue delay
+    holds every request back waiting for a batch that never comes.
     """
     if not trials:
         raise HarnessError("no trial to choose from")
-    ok = [t for t in trials if t.within(budget_p99_ms)]
+    ok = [t for t in trials if t.within(budget_p99_ms, alone_p50_ms)]
     if ok:
         best = max(ok, key=lambda t: t.target.throughput)
+        alone = f" and a lone request's p50 within {alone_p50_ms:g} ms" if alone_p50_ms else ""
         why = (
             f"{best.variant.label}: highest throughput ({best.target.throughput:.0f} infer/s) of "
             f"the {len(ok)}/{len(trials)} configs whose p99 ({best.target.p99_ms:.2f} ms) stays "
-            f"within the {budget_p99_ms:g} ms budget"
+            f"within the {budget_p99_ms:g} ms budget{alone}"
         )
         current = next((t for t in ok if t.variant == keep), None)
         if current is not None and current is not best:
@@ -152,10 +159,14 @@ def choose(
 
 
 def finalists(
-    trials: Sequence[Trial], budget_p99_ms: float, top: int, keep: Variant | None = None
+    trials: Sequence[Trial],
+    budget_p99_ms: float,
+    top: int,
+    keep: Variant | None = None,
+    alone_p50_ms: float | None = None,
 ) -> list[Trial]:
     """The `top` fastest trials within budget (else the fastest overall), plus the one in use."""
-    ok = [t for t in trials if t.within(budget_p99_ms)] or list(trials)
+    ok = [t for t in trials if t.within(budget_p99_ms, alone_p50_ms)] or list(trials)
     out = sorted(ok, key=lambda t: -t.target.throughput)[: max(0, top)]
     current = next((t for t in trials if t.variant == keep), None)
     if current is not None and current not in out:
@@ -209,29 +220,35 @@ def sweep(
     concurrency: int,
     measurement_interval_ms: int,
     preferred: Sequence[int] | None = None,
+    alone: bool = False,
 ) -> list[Trial]:
-    """Measure every variant at `concurrency` (one perf_analyzer run each)."""
+    """Measure every variant at `concurrency` (and alone, at 1, when asked): one run each."""
     base = client.config(model)
+    levels = [1, concurrency] if alone and concurrency != 1 else [concurrency]
     trials = []
     for i, variant in enumerate(variants, 1):
         load_variant(client, model, variant, base, preferred)
-        res = run_perf_analyzer(
+        results = run_perf_analyzer(
             cfg,
             model,
             address,
-            concurrency=concurrency,
+            concurrency=levels,
             protocol=protocol,
             measurement_interval_ms=measurement_interval_ms,
-        )[0]
+        )
+        by_level = {r.concurrency: r for r in results}
+        res = by_level[concurrency]
+        trial = Trial(variant, res, alone=by_level.get(1) if alone else None)
         log.info(
-            "[%d/%d] %s: %.0f infer/s, p99 %.2f ms",
+            "[%d/%d] %s: %.0f infer/s, p99 %.2f ms%s",
             i,
             len(variants),
             variant.label,
             res.throughput,
             res.p99_ms,
+            f"; alone p50 {trial.alone.p50_ms:.2f} ms" if trial.alone else "",
         )
-        trials.append(Trial(variant, res))
+        trials.append(trial)
     # Leave the server serving its original config.
     client.load(model, config_to_json(config_from_json(base)))
     return trials
@@ -379,15 +396,24 @@ def run_tune(
     if before_variant not in variants:
         variants.append(before_variant)
     budget = float(cfg.triton.latency_budget_ms.p99)
+    alone_p50 = cfg.triton.latency_budget_ms.get("alone_p50")
+    alone_p50 = float(alone_p50) if alone_p50 is not None else None
     protocol = str(tune.protocol)
     server = make_triton(cfg, backend, repo, [model], http_url=http_url, grpc_url=grpc_url)
     with server, TritonClient(server.grpc_url, "grpc") as client:
         address = server.address(protocol)
         common = dict(protocol=protocol, measurement_interval_ms=g["interval"], preferred=preferred)
         trials = sweep(
-            cfg, client, address, model, variants, concurrency=int(tune.concurrency), **common
+            cfg,
+            client,
+            address,
+            model,
+            variants,
+            concurrency=int(tune.concurrency),
+            alone=alone_p50 is not None,
+            **common,
         )
-        leading = finalists(trials, budget, int(tune.confirm_top), before_variant)
+        leading = finalists(trials, budget, int(tune.confirm_top), before_variant, alone_p50)
         confirm(
             cfg,
             client,
@@ -398,7 +424,7 @@ def run_tune(
             concurrency=int(tune.concurrency),
             **common,
         )
-        chosen, why = choose(trials, budget, before_variant, float(tune.min_gain))
+        chosen, why = choose(trials, budget, before_variant, float(tune.min_gain), alone_p50)
         before = next(t for t in trials if t.variant == before_variant)
         nobatch = [t for t in trials if not t.variant.batching]
         baseline = min(
@@ -418,6 +444,7 @@ def run_tune(
         protocol=protocol,
         concurrency=int(tune.concurrency),
         budget_p99_ms=budget,
+        alone_p50_ms=alone_p50,
         repository=repo,
         trials=trials,
         before=before,

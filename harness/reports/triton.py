@@ -122,6 +122,7 @@ def write_report(
     budget_p99_ms: float,
     repository: Path,
     trials: Sequence[Trial],
+    alone_p50_ms: float | None = None,
     before: Trial | None,
     chosen: Trial,
     reasoning: str,
@@ -160,7 +161,13 @@ def write_report(
         f" FP32 [N,10]) and find the dynamic-batching / instance settings with the highest"
         f" throughput at concurrency {concurrency} ({protocol}, perf_analyzer, batch 1 per request)"
         f" whose p99 latency stays within the budget of {budget_p99_ms:g} ms"
-        " (`configs/triton/default.yaml: latency_budget_ms.p99`).",
+        " (`configs/triton/default.yaml: latency_budget_ms.p99`)"
+        + (
+            f" and whose p50 for a lone client (concurrency 1, nothing to batch with) stays"
+            f" within {alone_p50_ms:g} ms (`latency_budget_ms.alone_p50`)."
+            if alone_p50_ms is not None
+            else "."
+        ),
         "",
         "## Model repository",
         "",
@@ -194,11 +201,18 @@ def write_report(
         "",
         f"## Sweep (concurrency {concurrency})",
         "",
-        HEADER,
     ]
-    out += [
-        _row(t.variant.label, t.target) for t in sorted(trials, key=lambda t: -t.target.throughput)
-    ]
+    ranked = sorted(trials, key=lambda t: -t.target.throughput)
+    if any(t.alone is not None for t in ranked):
+        # The last column: p50 of the same config with one client (concurrency 1).
+        out += [HEADER.replace("| compute ms |", "| compute ms | alone p50 ms |", 1) + "---|"]
+        out += [
+            _row(t.variant.label, t.target)
+            + (f" {t.alone.p50_ms:.2f} |" if t.alone is not None else " - |")
+            for t in ranked
+        ]
+    else:
+        out += [HEADER] + [_row(t.variant.label, t.target) for t in ranked]
     for name, t in (("no batching", baseline), ("chosen", chosen)):
         if t is not None and t.sweep:
             out += ["", f"## Concurrency sweep: {name} ({t.variant.label})", "", HEADER]

@@ -87,6 +87,16 @@ def test_choose_keeps_the_config_in_use_unless_clearly_faster():
     assert best.variant.delay_us == 500
 
 
+def test_a_lone_request_held_back_by_the_queue_delay_rules_a_config_out():
+    fast, quick_alone = _trial(True, 4000, 8465, 1.5), _trial(True, 100, 7891, 1.7)
+    fast.alone = PerfResult(1, 205, 4.82, 5.05, 5.11, 5.26, 4.1, 0, 0, 0, 0)
+    quick_alone.alone = PerfResult(1, 2300, 0.45, 0.5, 0.52, 0.6, 0.1, 0, 0, 0, 0)
+    assert not fast.within(25, alone_p50_ms=1.0) and fast.within(25)
+    best, why = choose([fast, quick_alone], 25, alone_p50_ms=1.0)
+    assert best is quick_alone and "lone request's p50 within 1 ms" in why
+    assert choose([fast, quick_alone], 25)[0] is fast
+
+
 def test_finalists_are_the_fastest_within_budget_plus_the_config_in_use():
     trials = [
         _trial(True, d, t, p) for d, t, p in [(0, 10, 1), (50, 30, 1), (100, 20, 1), (500, 90, 99)]
