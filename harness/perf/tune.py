@@ -131,7 +131,7 @@ def choose(
     ok = [t for t in trials if t.within(budget_p99_ms, alone_p50_ms)]
     if ok:
         best = max(ok, key=lambda t: t.target.throughput)
-        alone = f" and a lone request's p50 within {alone_p50_ms:g} ms" if alone_p50_ms else ""
+        alone = f" and a lone request's p50 within {alone_p50_ms:.2f} ms" if alone_p50_ms else ""
         why = (
             f"{best.variant.label}: highest throughput ({best.target.throughput:.0f} infer/s) of "
             f"the {len(ok)}/{len(trials)} configs whose p99 ({best.target.p99_ms:.2f} ms) stays "
@@ -156,6 +156,14 @@ def choose(
             f"lowest p99 ({best.target.p99_ms:.2f} ms)"
         )
     return best, why
+
+
+def alone_budget(trials: Sequence[Trial], factor: float | None) -> float | None:
+    """The lone-client p50 budget: `factor` x the fastest no-batching config's, same run."""
+    unbatched = [t.alone.p50_ms for t in trials if not t.variant.batching and t.alone]
+    if factor is None or not unbatched:
+        return None
+    return float(factor) * min(unbatched)
 
 
 def finalists(
@@ -396,8 +404,7 @@ def run_tune(
     if before_variant not in variants:
         variants.append(before_variant)
     budget = float(cfg.triton.latency_budget_ms.p99)
-    alone_p50 = cfg.triton.latency_budget_ms.get("alone_p50")
-    alone_p50 = float(alone_p50) if alone_p50 is not None else None
+    alone_factor = tune.get("max_alone_p50_over_nobatch")
     protocol = str(tune.protocol)
     server = make_triton(cfg, backend, repo, [model], http_url=http_url, grpc_url=grpc_url)
     with server, TritonClient(server.grpc_url, "grpc") as client:
@@ -410,9 +417,10 @@ def run_tune(
             model,
             variants,
             concurrency=int(tune.concurrency),
-            alone=alone_p50 is not None,
+            alone=alone_factor is not None,
             **common,
         )
+        alone_p50 = alone_budget(trials, alone_factor)
         leading = finalists(trials, budget, int(tune.confirm_top), before_variant, alone_p50)
         confirm(
             cfg,

@@ -164,7 +164,8 @@ def write_report(
         " (`configs/triton/default.yaml: latency_budget_ms.p99`)"
         + (
             f" and whose p50 for a lone client (concurrency 1, nothing to batch with) stays"
-            f" within {alone_p50_ms:g} ms (`latency_budget_ms.alone_p50`)."
+            f" within {alone_p50_ms:.2f} ms (`triton.tune.max_alone_p50_over_nobatch` times the"
+            " no-batching config's, measured in the same sweep)."
             if alone_p50_ms is not None
             else "."
         ),

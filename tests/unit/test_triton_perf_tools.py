@@ -7,7 +7,7 @@ import pytest
 from harness.config import compose
 from harness.errors import HarnessError
 from harness.perf.analyzer import PerfResult, parse_csv, parse_server_counts
-from harness.perf.tune import Trial, Variant, choose, finalists, grid
+from harness.perf.tune import Trial, Variant, alone_budget, choose, finalists, grid
 from harness.services.triton import ExternalTriton, free_ports, make_triton
 
 # The shape of perf_analyzer 2.41's `-f` CSV and summary (values from a run on this machine).
@@ -93,8 +93,17 @@ def test_a_lone_request_held_back_by_the_queue_delay_rules_a_config_out():
     quick_alone.alone = PerfResult(1, 2300, 0.45, 0.5, 0.52, 0.6, 0.1, 0, 0, 0, 0)
     assert not fast.within(25, alone_p50_ms=1.0) and fast.within(25)
     best, why = choose([fast, quick_alone], 25, alone_p50_ms=1.0)
-    assert best is quick_alone and "lone request's p50 within 1 ms" in why
+    assert best is quick_alone and "lone request's p50 within 1.00 ms" in why
     assert choose([fast, quick_alone], 25)[0] is fast
+
+
+def test_alone_budget_is_relative_to_the_fastest_unbatched_config():
+    a, b, batched = _trial(False, None, 1, 1), _trial(False, None, 1, 1), _trial(True, 100, 1, 1)
+    for t, p50 in ((a, 0.40), (b, 0.35), (batched, 0.1)):
+        t.alone = PerfResult(1, 1, p50, 1, 1, 1, 0, 0, 0, 0, 0)
+    assert alone_budget([a, b, batched], 2.0) == pytest.approx(0.70)
+    assert alone_budget([a, b, batched], None) is None
+    assert alone_budget([batched], 2.0) is None  # nothing unbatched to compare with
 
 
 def test_finalists_are_the_fastest_within_budget_plus_the_config_in_use():
