@@ -34,6 +34,9 @@ def test_serve_prints_urls_and_stops_cleanly_on_ctrl_c(triton_repository, backen
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # As from a terminal: a runner started in the background (nohup ... &) passes SIGINT on
+        # as ignored, and Python then installs no Ctrl-C handler at all.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         lines = []
