@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
 from harness.paths import ROOT
+
+
+def ctrl_c_as_from_a_terminal() -> None:
+    """Popen preexec_fn: SIGINT at its default disposition, as in a terminal's foreground job.
+
+    A runner started in the background (`nohup make test &`) passes SIGINT on as ignored, and
+    Python then installs no Ctrl-C handler at all: a Ctrl-C test would test the launch instead.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def harness(*args: str, timeout: float = 300, env: dict[str, str] | None = None):

@@ -21,7 +21,7 @@ from harness.paths import ROOT
 from harness.services import free_port, http_ok, running, wait_until
 from harness.services.fileserver import LocalFileServer
 from harness.testing.fixtures_files import SECRET, make_attack_pool
-from tests.integration._cli import harness
+from tests.integration._cli import ctrl_c_as_from_a_terminal, harness
 
 pytestmark = pytest.mark.integration
 
@@ -313,6 +313,7 @@ def test_serve_command_stops_cleanly_on_ctrl_c(files_pool, tmp_path: Path) -> No
         env=env,
         cwd=ROOT,
         start_new_session=True,
+        preexec_fn=ctrl_c_as_from_a_terminal,
     )
     url = f"http://127.0.0.1:{port}/{MANIFEST}"
     try:

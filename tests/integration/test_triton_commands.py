@@ -13,6 +13,7 @@ import pytest
 from harness.paths import ROOT
 from harness.services.base import http_ok, wait_until
 from harness.services.triton import process_alive
+from tests.integration._cli import ctrl_c_as_from_a_terminal
 
 pytestmark = pytest.mark.integration
 
@@ -34,9 +35,7 @@ def test_serve_prints_urls_and_stops_cleanly_on_ctrl_c(triton_repository, backen
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        # As from a terminal: a runner started in the background (nohup ... &) passes SIGINT on
-        # as ignored, and Python then installs no Ctrl-C handler at all.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=ctrl_c_as_from_a_terminal,
     )
     try:
         lines = []
