@@ -55,7 +55,6 @@ class Trial:
     variant: Variant
     target: PerfResult
     sweep: list[PerfResult] = field(default_factory=list)
-    measurements: int = 1  # perf_analyzer runs at the target concurrency; target is the best
     alone: PerfResult | None = None  # concurrency 1: a request with nothing to batch with
 
     def within(self, budget_p99_ms: float, alone_p50_ms: float | None = None) -> bool:
@@ -182,69 +181,51 @@ def finalists(
     return out
 
 
-def confirm(
-    cfg: DictConfig,
-    client: TritonClient,
-    address: str,
-    model: str,
-    trials: Sequence[Trial],
-    rounds: int,
-    *,
-    protocol: str,
-    concurrency: int,
-    measurement_interval_ms: int,
-    preferred: Sequence[int] | None = None,
-) -> None:
-    """Re-measure `trials` in `rounds` alternating rounds; each keeps its best measurement."""
-    if rounds <= 0 or not trials:
-        return
-    base = client.config(model)
-    for r in range(1, rounds + 1):
-        for t in trials:
-            load_variant(client, model, t.variant, base, preferred)
-            res = run_perf_analyzer(
-                cfg,
-                model,
-                address,
-                concurrency=concurrency,
-                protocol=protocol,
-                measurement_interval_ms=measurement_interval_ms,
-            )[0]
-            log.info("[confirm %d/%d] %s: %.0f infer/s", r, rounds, t.variant.label, res.throughput)
-            t.measurements += 1
-            if res.throughput > t.target.throughput:
-                t.target = res
-    client.load(model, config_to_json(config_from_json(base)))
+@dataclass
+class Bench:
+    """One served model under measurement: load a variant, run perf_analyzer, restore."""
+
+    cfg: DictConfig
+    client: TritonClient
+    address: str
+    model: str
+    protocol: str
+    measurement_interval_ms: int
+    preferred: Sequence[int] | None = None
+    base: dict = field(init=False)  # the served config at the start, restored by `restore`
+
+    def __post_init__(self) -> None:
+        self.base = self.client.config(self.model)
+
+    def load(self, variant: Variant) -> None:
+        """Serve `variant` of the starting config."""
+        load_variant(self.client, self.model, variant, self.base, self.preferred)
+
+    def run(self, concurrency: int | Sequence[int]) -> list[PerfResult]:
+        """One perf_analyzer run over the given concurrency levels."""
+        return run_perf_analyzer(
+            self.cfg,
+            self.model,
+            self.address,
+            concurrency=concurrency,
+            protocol=self.protocol,
+            measurement_interval_ms=self.measurement_interval_ms,
+        )
+
+    def restore(self) -> None:
+        """Leave the server serving the config it had at the start."""
+        self.client.load(self.model, config_to_json(config_from_json(self.base)))
 
 
 def sweep(
-    cfg: DictConfig,
-    client: TritonClient,
-    address: str,
-    model: str,
-    variants: Sequence[Variant],
-    *,
-    protocol: str,
-    concurrency: int,
-    measurement_interval_ms: int,
-    preferred: Sequence[int] | None = None,
-    alone: bool = False,
+    bench: Bench, variants: Sequence[Variant], concurrency: int, alone: bool = False
 ) -> list[Trial]:
     """Measure every variant at `concurrency` (and alone, at 1, when asked): one run each."""
-    base = client.config(model)
     levels = [1, concurrency] if alone and concurrency != 1 else [concurrency]
     trials = []
     for i, variant in enumerate(variants, 1):
-        load_variant(client, model, variant, base, preferred)
-        results = run_perf_analyzer(
-            cfg,
-            model,
-            address,
-            concurrency=levels,
-            protocol=protocol,
-            measurement_interval_ms=measurement_interval_ms,
-        )
-        by_level = {r.concurrency: r for r in results}
+        bench.load(variant)
+        by_level = {r.concurrency: r for r in bench.run(levels)}
         res = by_level[concurrency]
         trial = Trial(variant, res, alone=by_level.get(1) if alone else None)
         log.info(
@@ -257,68 +238,43 @@ def sweep(
             f"; alone p50 {trial.alone.p50_ms:.2f} ms" if trial.alone else "",
         )
         trials.append(trial)
-    # Leave the server serving its original config.
-    client.load(model, config_to_json(config_from_json(base)))
+    bench.restore()
     return trials
 
 
-def concurrency_sweep(
-    cfg: DictConfig,
-    client: TritonClient,
-    address: str,
-    model: str,
-    trial: Trial,
-    levels: Sequence[int],
-    *,
-    protocol: str,
-    measurement_interval_ms: int,
-    preferred: Sequence[int] | None = None,
-) -> None:
+def confirm(bench: Bench, trials: Sequence[Trial], rounds: int, concurrency: int) -> None:
+    """Re-measure `trials` in `rounds` alternating rounds; each keeps its best measurement."""
+    if rounds <= 0 or not trials:
+        return
+    for r in range(1, rounds + 1):
+        for t in trials:
+            bench.load(t.variant)
+            res = bench.run(concurrency)[0]
+            log.info("[confirm %d/%d] %s: %.0f infer/s", r, rounds, t.variant.label, res.throughput)
+            if res.throughput > t.target.throughput:
+                t.target = res
+    bench.restore()
+
+
+def concurrency_sweep(bench: Bench, trial: Trial, levels: Sequence[int]) -> None:
     """Fill `trial.sweep` with one measurement per concurrency level."""
-    base = client.config(model)
-    load_variant(client, model, trial.variant, base, preferred)
-    trial.sweep = run_perf_analyzer(
-        cfg,
-        model,
-        address,
-        concurrency=list(levels),
-        protocol=protocol,
-        measurement_interval_ms=measurement_interval_ms,
-    )
-    client.load(model, config_to_json(config_from_json(base)))
+    bench.load(trial.variant)
+    trial.sweep = bench.run(list(levels))
+    bench.restore()
 
 
-def ceiling_of(
-    cfg: DictConfig,
-    client: TritonClient,
-    address: str,
-    model: str,
-    trial: Trial,
-    *,
-    protocol: str,
-    concurrency: int,
-    measurement_interval_ms: int,
-    preferred: Sequence[int] | None = None,
-) -> PerfResult | None:
-    """The chosen config served by a zero-compute model (python backend only; else None)."""
+def ceiling_of(bench: Bench, trial: Trial, concurrency: int) -> PerfResult | None:
+    """The trial's config served by a zero-compute model (python backend only; else None)."""
     from harness.perf.ceiling import load_null_model, serves_with_python
 
-    base = client.config(model)
-    if not serves_with_python(base):
+    if not serves_with_python(bench.base):
         return None
-    load_variant(client, model, trial.variant, base, preferred)
+    bench.load(trial.variant)
     try:
-        load_null_model(client, model, client.config(model))
-        return run_perf_analyzer(
-            cfg,
-            model,
-            address,
-            concurrency=concurrency,
-            protocol=protocol,
-            measurement_interval_ms=measurement_interval_ms,
-        )[0]
+        load_null_model(bench.client, bench.model, bench.client.config(bench.model))
+        return bench.run(concurrency)[0]
     finally:
-        client.load(model, config_to_json(config_from_json(base)))
+        bench.restore()
 
 
 def ceiling_note(ceiling: PerfResult, chosen: Trial) -> str:
@@ -408,30 +364,14 @@ def run_tune(
     protocol = str(tune.protocol)
     server = make_triton(cfg, backend, repo, [model], http_url=http_url, grpc_url=grpc_url)
     with server, TritonClient(server.grpc_url, "grpc") as client:
-        address = server.address(protocol)
-        common = dict(protocol=protocol, measurement_interval_ms=g["interval"], preferred=preferred)
-        trials = sweep(
-            cfg,
-            client,
-            address,
-            model,
-            variants,
-            concurrency=int(tune.concurrency),
-            alone=alone_factor is not None,
-            **common,
+        bench = Bench(
+            cfg, client, server.address(protocol), model, protocol, g["interval"], preferred
         )
+        concurrency = int(tune.concurrency)
+        trials = sweep(bench, variants, concurrency, alone=alone_factor is not None)
         alone_p50 = alone_budget(trials, alone_factor)
         leading = finalists(trials, budget, int(tune.confirm_top), before_variant, alone_p50)
-        confirm(
-            cfg,
-            client,
-            address,
-            model,
-            leading,
-            g["confirm_rounds"],
-            concurrency=int(tune.concurrency),
-            **common,
-        )
+        confirm(bench, leading, g["confirm_rounds"], concurrency)
         chosen, why = choose(trials, budget, before_variant, float(tune.min_gain), alone_p50)
         before = next(t for t in trials if t.variant == before_variant)
         nobatch = [t for t in trials if not t.variant.batching]
@@ -439,10 +379,8 @@ def run_tune(
             nobatch, key=lambda t: (t.variant.instances, t.variant.threads), default=None
         )
         for t in {id(t): t for t in (baseline, chosen) if t is not None}.values():
-            concurrency_sweep(cfg, client, address, model, t, g["levels"], **common)
-        ceiling = ceiling_of(
-            cfg, client, address, model, chosen, concurrency=int(tune.concurrency), **common
-        )
+            concurrency_sweep(bench, t, g["levels"])
+        ceiling = ceiling_of(bench, chosen, concurrency)
     written = apply_choice(model_dir, chosen.variant, preferred) if apply else None
     report = write_report(
         resolve(tune.report),
