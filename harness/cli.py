@@ -36,6 +36,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "roofline": ("harness.commands.roofline", "per-layer roofline analysis and report"),
     "stack": ("harness.commands.stack", "docker compose stack: up/down/status"),
     "tools": ("harness.commands.tools", "install/locate external tools (perf_analyzer)"),
+    "verify": (
+        "harness.commands.verify",
+        "verify a deployment you did not build: inference, embeddings, files, s3",
+    ),
     "demo": ("harness.commands.demo", "run the whole pipeline end to end on embedded defaults"),
 }
 

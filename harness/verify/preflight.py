@@ -1,0 +1,61 @@
+"""Before any check runs: is the target there at all? An unreachable one is one line, exit 2."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from harness.errors import HarnessError
+
+
+def host_port(url: str, default_port: int = 80) -> tuple[str, int]:
+    """(host, port) of `http://host:port/...` or `host:port`; a clear error when it is neither."""
+    text = url.strip()
+    parts = urlsplit(text if "://" in text else f"//{text}")
+    if parts.scheme not in ("", "http", "https"):
+        raise HarnessError(f"'{url}' is not an http(s) URL or host:port")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise HarnessError(f"'{url}' has an invalid port") from exc
+    if not parts.hostname:
+        raise HarnessError(f"'{url}' names no host")
+    if port is None:
+        port = 443 if parts.scheme == "https" else default_port
+    return parts.hostname, port
+
+
+def reachable(url: str, timeout: float = 5.0) -> None:
+    """Open (and close) a TCP connection to `url`, or raise a one-line HarnessError."""
+    host, port = host_port(url)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise HarnessError(f"cannot reach {url} ({host}:{port}): {reason}") from exc
+
+
+def _file(path: Any, what: str) -> None:
+    if path and not str(path).startswith(("http://", "https://")) and not Path(path).is_file():
+        raise HarnessError(f"{what} '{path}' does not exist or is not a file")
+
+
+def check(kind: str, options: dict[str, Any]) -> None:
+    """Fail fast, in one line, on a missing reference file or an unreachable endpoint."""
+    if kind == "inference":
+        for name, what in (("verify-onnx", "ONNX file"), ("verify-golden", "golden file"),
+                           ("verify-config", "config"), ("verify-targets", "targets file")):
+            _file(options.get(name), what)
+        if options.get("verify-url"):
+            reachable(options["verify-url"])
+    elif kind == "embeddings":
+        _file(options.get("verify-sentences"), "sentences file")
+        reachable(options["verify-embeddings-url"])
+    elif kind == "files":
+        _file(options.get("verify-manifest"), "manifest")
+        reachable(options["verify-files-url"])
+    elif kind == "s3":
+        reachable(options["verify-s3-endpoint"])
