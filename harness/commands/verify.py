@@ -37,9 +37,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ref.add_argument("--onnx", help="reference ONNX file (oracle: onnxruntime in-process)")
     ref.add_argument("--golden", help="golden .npz: inputs/<name> and outputs/<name> arrays")
     i.add_argument("--grpc-url", help="the server's gRPC address (host:port) for the gRPC checks")
-    i.add_argument("--protocol", choices=["http", "grpc"], default="http",
-                   help="protocol of the main checks (default http)")
-    i.add_argument("--config", help="the model's config.pbtxt (max_batch_size, batching, instances)")
+    i.add_argument(
+        "--protocol",
+        choices=["http", "grpc"],
+        default="http",
+        help="protocol of the main checks (default http)",
+    )
+    i.add_argument(
+        "--config", help="the model's config.pbtxt (max_batch_size, batching, instances)"
+    )
     i.add_argument("--concurrency", type=int, help="requests in flight in the load check")
     i.add_argument("--duration", type=float, help="seconds of load in the load check")
     i.add_argument("--p99-ms", type=float, help="latency budget: p99 in ms at --concurrency")
@@ -58,8 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     e.add_argument("--url", required=True, help="server HTTP URL")
     e.add_argument("--model", required=True, help="served model name (text in, embedding out)")
-    e.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32",
-                   help="which drift thresholds apply (default fp32)")
+    e.add_argument(
+        "--precision",
+        choices=["fp32", "fp16", "int8"],
+        default="fp32",
+        help="which drift thresholds apply (default fp32)",
+    )
     e.add_argument("--sentences", help="text file, one sentence a line (default: committed set)")
     _common(e)
 

@@ -55,7 +55,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness-verify", "mlops-harness conformance checks")
     for name, text in OPTIONS.items():
         group.addoption(
-            f"--{name}", default=os.environ.get(env_name(name)), help=f"{text} (env {env_name(name)})"
+            f"--{name}",
+            default=os.environ.get(env_name(name)),
+            help=f"{text} (env {env_name(name)})",
         )
 
 

@@ -46,8 +46,12 @@ def _file(path: Any, what: str) -> None:
 def check(kind: str, options: dict[str, Any]) -> None:
     """Fail fast, in one line, on a missing reference file or an unreachable endpoint."""
     if kind == "inference":
-        for name, what in (("verify-onnx", "ONNX file"), ("verify-golden", "golden file"),
-                           ("verify-config", "config"), ("verify-targets", "targets file")):
+        for name, what in (
+            ("verify-onnx", "ONNX file"),
+            ("verify-golden", "golden file"),
+            ("verify-config", "config"),
+            ("verify-targets", "targets file"),
+        ):
             _file(options.get(name), what)
         if options.get("verify-url"):
             reachable(options["verify-url"])

@@ -32,7 +32,9 @@ def render(result: RunResult) -> str:
         "|---|---|---|",
     ]
     for c in result.checks:
-        lines.append(f"| {_cell(c.name)} | {_MARK.get(c.outcome, c.outcome)} | {_cell(c.message)} |")
+        lines.append(
+            f"| {_cell(c.name)} | {_MARK.get(c.outcome, c.outcome)} | {_cell(c.message)} |"
+        )
     metrics = result.metrics()
     if metrics:
         lines += ["", "## Measurements", "", "| what | value |", "|---|---:|"]

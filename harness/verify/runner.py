@@ -166,8 +166,9 @@ def run_checks(
     result = RunResult(kind, target, collector.checks(), time.perf_counter() - start, int(code))
     if int(code) in (2, 3, 4) and not result.failed:
         tail = out.getvalue().strip().splitlines()[-5:]
-        raise HarnessError(f"the {kind} checks could not run (pytest exit {int(code)}): "
-                           + " | ".join(tail))
+        raise HarnessError(
+            f"the {kind} checks could not run (pytest exit {int(code)}): " + " | ".join(tail)
+        )
     return result
 
 
