@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
+from pathlib import Path
 
 from pybind11.setup_helpers import Pybind11Extension, build_ext
 from setuptools import setup
+from setuptools.command.build_py import build_py
 
 CSRC = "harness/kernels/csrc"
 
@@ -78,4 +81,24 @@ ext = Pybind11Extension(
     cxx_std=17,
 )
 
-setup(ext_modules=[ext], cmdclass={"build_ext": build_ext})
+# What an installed package needs outside harness/: the default configs and the fixtures.
+DEFAULTS = ("configs", "fixtures")
+
+
+class build_py_with_defaults(build_py):
+    """build_py that also copies configs/ and fixtures/ into harness/_defaults/ of the build."""
+
+    def run(self) -> None:
+        super().run()
+        here = Path(__file__).resolve().parent
+        for name in DEFAULTS:
+            src, dst = here / name, Path(self.build_lib) / "harness" / "_defaults" / name
+            if src.is_dir():
+                shutil.rmtree(dst, ignore_errors=True)
+                shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
+setup(
+    ext_modules=[ext],
+    cmdclass={"build_ext": build_ext, "build_py": build_py_with_defaults},
+)

@@ -10,12 +10,18 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import HarnessError
-from harness.paths import CONFIG_DIR
+from harness.paths import CONFIG_DIR, FIXTURES_DIR
+
+# `${harness_fixtures:}` in configs/: the repository's fixtures/, or the wheel's copy of them.
+if not OmegaConf.has_resolver("harness_fixtures"):
+    OmegaConf.register_new_resolver("harness_fixtures", lambda: str(FIXTURES_DIR))
 
 
 def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:
     """Compose configs/<config_name>.yaml with Hydra overrides; bad overrides raise HarnessError."""
     GlobalHydra.instance().clear()
+    if not (CONFIG_DIR / f"{config_name}.yaml").is_file():
+        raise HarnessError(f"no {config_name}.yaml in the config folder {CONFIG_DIR}")
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = _compose(config_name=config_name, overrides=list(overrides))

@@ -103,6 +103,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", help="also write a Markdown report to this file")
     p.add_argument("-k", dest="select", help="run only the checks matching this pytest -k text")
     p.add_argument("--junitxml", help="also write JUnit XML (as pytest --junitxml)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        help="run checks in N parallel processes (pytest-xdist; with --targets, per target)",
+    )
 
 
 def _inference_options(args: argparse.Namespace) -> tuple[dict, str]:
@@ -163,6 +168,9 @@ def run(args: argparse.Namespace) -> int:
     options, target = _options(args)
     preflight.check(args.action, options)  # unreachable target: one line, exit 2
     extra = [f"--junitxml={args.junitxml}"] if args.junitxml else []
+    if args.jobs and args.jobs > 1:
+        # a target's checks stay together, in order, on one worker (xdist_group, see plugin)
+        extra += ["-n", str(args.jobs), "--dist", "loadgroup"]
     result = run_checks(args.action, options, target=target, select=args.select, extra_args=extra)
     print_summary(result)
     if args.report:

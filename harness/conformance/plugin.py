@@ -61,6 +61,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep each target's checks on one pytest-xdist worker, in order (`--dist loadgroup`)."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        target = params.get("target")
+        if target is not None and hasattr(target, "name"):
+            item.add_marker(pytest.mark.xdist_group(f"target-{target.name}"))
+
+
 def option(config: pytest.Config, name: str) -> Any:
     """The value of --<name> (or its environment variable), None when not given."""
     value = config.getoption(f"--{name}")

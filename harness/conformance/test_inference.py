@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -86,6 +87,7 @@ class Ctx:
     metadata: dict
     config: dict | None  # the served config (Triton's config endpoint), else None
     user_config: Any  # the user's config.pbtxt (ModelConfig), else None
+    full: Any  # the whole composed configuration (tools, perf settings)
 
     @property
     def model(self) -> str:
@@ -183,7 +185,8 @@ def ctx(target) -> Any:
     from harness.serving.repository import read_config
     from harness.verify.inference import HttpJson, TritonClientWire, WireError
 
-    settings = compose([]).verify.inference
+    full = compose([])
+    settings = full.verify.inference
     ref = target.reference()
     http = HttpJson(target.url, float(settings.timeout_s))
     try:
@@ -205,7 +208,7 @@ def ctx(target) -> Any:
         if not target.grpc_url:
             pytest.fail("--verify-protocol grpc needs --verify-grpc-url", pytrace=False)
         wire = TritonClientWire(target.grpc_url, "grpc", float(settings.timeout_s))
-    return Ctx(target, ref, settings, http, wire, server, metadata, config, user_config)
+    return Ctx(target, ref, settings, http, wire, server, metadata, config, user_config, full)
 
 
 # ------------------------------------------------------------------------------- the checks
@@ -444,15 +447,18 @@ def test_triton_instance_count(ctx) -> None:
 
 def test_latency_and_throughput(ctx, record_metric) -> None:
     """p50/p90/p99 and throughput at the given concurrency; budgets asserted when given."""
+    from harness.perf.tools import perf_analyzer_problem
     from harness.verify import load
 
     t = ctx.target
     conc = int(t.concurrency or ctx.settings.load.concurrency)
     duration = float(t.duration_s or ctx.settings.load.duration_s)
     feed, _ = ctx.samples(1, seed_offset=5)
-    if ctx.is_triton and load.perf_analyzer_ready():
+    load_cfg = ctx.settings.load
+    if ctx.is_triton and perf_analyzer_problem(ctx.full) is None:
+        # perf_analyzer draws its own inputs from the model's metadata
         result = load.run_perf_analyzer_load(
-            t.url, t.model, concurrency=conc, duration_s=duration, feed=feed
+            ctx.full, t.url, t.model, concurrency=conc, duration_s=duration
         )
     else:
         from harness.verify.inference import _json_tensor
@@ -464,7 +470,10 @@ def test_latency_and_throughput(ctx, record_metric) -> None:
             body,
             concurrency=conc,
             duration_s=duration,
-            processes=int(ctx.settings.load.locust_processes),
+            processes=int(load_cfg.locust_processes),
+            timeout_s=float(ctx.settings.timeout_s),
+            spawn_rate=load_cfg.spawn_rate,
+            work_dir=Path(load_cfg.csv_dir) if load_cfg.csv_dir else None,
         )
     for key in ("throughput", "p50_ms", "p90_ms", "p99_ms"):
         record_metric(f"{t.name} {key} (c={conc}, {result.engine})", float(getattr(result, key)))
