@@ -87,9 +87,10 @@ def test_the_wheel_carries_configs_fixtures_and_the_plugin(installed, empty):
                 (
                     "import harness, harness.paths as p, importlib.metadata as m\n"
                     "assert not p.CHECKOUT, p.ROOT\n"
-                    "print(p.CONFIG_DIR.is_relative_to(p.PACKAGE_DIR), (p.FIXTURES_DIR / 'triton' / "
-                    "'model.onnx').is_file())\n"
-                    "print([e.value for e in m.entry_points(group='pytest11') if e.name == 'harness'])"
+                    "onnx = p.FIXTURES_DIR / 'triton' / 'model.onnx'\n"
+                    "print(p.CONFIG_DIR.is_relative_to(p.PACKAGE_DIR), onnx.is_file())\n"
+                    "eps = m.entry_points(group='pytest11')\n"
+                    "print([e.value for e in eps if e.name == 'harness'])"
                 ),
             ],
             cwd=empty,
