@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -14,7 +16,7 @@ from harness.paths import resolve
 
 def _repository(cfg: DictConfig, tmp: Path) -> tuple[Path, str]:
     """The canonical repository when the model is exported, else the fixture model in a copy."""
-    from harness.testing.fixtures_triton import GOLDEN_DIR, make_fixture_repository
+    from harness.serving.golden import GOLDEN_DIR, make_fixture_repository
 
     repo = resolve(cfg.triton.repository)
     if (repo / cfg.triton.model_name / "1" / "model.onnx").is_file():
@@ -62,7 +64,38 @@ def run_demo(cfg: DictConfig) -> list[str]:
                 )
             else:
                 lines.append(f"  perf_analyzer skipped: {perf_analyzer_problem(cfg)}")
+            lines += verify_served(cfg, server, repo / cfg.triton.model_name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     lines.append(f"  stopped cleanly after {time.monotonic() - t0:.1f}s")
+    return lines
+
+
+def verify_served(cfg: DictConfig, server, model_dir: Path) -> list[str]:
+    """`harness verify inference` on the served model, exactly as a user would type it."""
+    argv = [
+        "harness", "verify", "inference",
+        "--url", server.url,
+        "--grpc-url", server.grpc_url,
+        "--model", cfg.triton.model_name,
+        "--onnx", str(model_dir / "1" / "model.onnx"),
+        "--config", str(model_dir / "config.pbtxt"),
+        "--p99-ms", str(cfg.triton.latency_budget_ms.p99),
+    ]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", *argv[1:]], capture_output=True, text=True, timeout=600
+    )
+    out = proc.stdout.strip().splitlines()
+    lines = (
+        [f"  $ {' '.join(argv)}"]
+        + [f"  {ln}" for ln in out if "FAIL" in ln]
+        + [f"  verify: {out[-1] if out else proc.stderr.strip()}"]
+    )
+    if proc.returncode != 0:
+        from harness.errors import HarnessError
+
+        bad = [ln.strip() for ln in out if ln.strip().startswith("FAIL")]
+        raise HarnessError(
+            f"harness verify inference failed on the served model: {bad[0] if bad else proc.stderr}"
+        )
     return lines

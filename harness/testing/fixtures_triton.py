@@ -7,56 +7,16 @@ fixture ONNX file (fixtures/triton/model.onnx), so golden answers do not depend 
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from harness.services.base import running
+from harness.serving.golden import GOLDEN_DIR, Golden, load_golden, make_fixture_repository
+
+__all__ = ["GOLDEN_DIR", "Golden", "load_golden", "make_fixture_repository"]
 from harness.testing.plugin import backend, external_url, require_docker
-
-GOLDEN_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "triton"
-
-
-@dataclass(frozen=True)
-class Golden:
-    """The committed golden data: ONNX file, inputs and expected outputs."""
-
-    model_path: Path
-    images: np.ndarray
-    labels: np.ndarray
-    logits: np.ndarray
-    predicted: np.ndarray
-    provenance: dict
-
-
-def load_golden(directory: Path = GOLDEN_DIR) -> Golden:
-    """Load fixtures/triton (made by fixtures/triton/make_golden.py)."""
-    data = np.load(directory / "golden.npz")
-    return Golden(
-        model_path=directory / "model.onnx",
-        images=data["images"],
-        labels=data["labels"],
-        logits=data["logits"],
-        predicted=data["predicted"],
-        provenance=json.loads((directory / "provenance.json").read_text()),
-    )
-
-
-def make_fixture_repository(cfg, dst: Path, model_path: Path | None = None) -> Path:
-    """A canonical-style repository: the real config.pbtxt of the classifier + the fixture ONNX."""
-    from harness.paths import resolve
-
-    name = cfg.triton.model_name
-    src = resolve(cfg.triton.repository) / name / "config.pbtxt"
-    (dst / name / "1").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dst / name / "config.pbtxt")
-    shutil.copyfile(model_path or GOLDEN_DIR / "model.onnx", dst / name / "1" / "model.onnx")
-    return dst
 
 
 @pytest.fixture(scope="session")
