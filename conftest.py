@@ -7,4 +7,5 @@ pytest_plugins = [
     "harness.testing.fixtures_s3",
     "harness.testing.fixtures_files",
     "harness.testing.fixtures_embeddings",
+    "tests.integration.oip.fixtures",
 ]
