@@ -1,4 +1,5 @@
-"""Demo: build a pool, serve it (nginx, else the Python fallback), verify every hash, stop."""
+"""Demo: build a pool, serve it (nginx, else the Python fallback), verify every hash, then run
+`harness verify files` on it (hashes and security probes), stop."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from harness.files.pool import PoolSpec, build_pool
 from harness.files.verify import verify
 from harness.paths import resolve
 from harness.services.fileserver import LocalFileServer
+from harness.verify.runner import run_checks
 
 
 def run_demo(cfg) -> list[str]:
@@ -38,12 +40,22 @@ def run_demo(cfg) -> list[str]:
                 timeout=float(fc.verify.timeout),
                 chunk_size=int(fc.verify.chunk_size),
             )
+            if not report.ok:
+                raise HarnessError(f"verify failed: {report.summary()}")
+            # The same checks a user runs on a server they did not build, with the pool local.
+            checks = run_checks(
+                "files", {"verify-files-url": srv.url, "verify-pool": str(root)}, target=srv.url
+            )
             impl, url = srv.impl, srv.url
-        if not report.ok:
-            raise HarnessError(f"verify failed: {report.summary()}")
+        if not checks.ok:
+            bad = "; ".join(f"{c.name}: {c.message}" for c in checks.failed)
+            raise HarnessError(f"harness verify files failed on the demo server: {bad}")
+        n = checks.counts()
         return [
             f"{report.total} files served by {impl} at {url}, all sha256 match",
             report.summary(),
+            f"harness verify files: {n['passed']} checks passed, {n['failed']} failed "
+            f"({', '.join(c.name for c in checks.checks)}) in {checks.seconds:.1f} s",
         ]
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -7,7 +7,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from urllib.parse import quote, urlsplit
@@ -216,12 +216,14 @@ class Verifier:
         progress: bool | None = None,
         on_result: Callable[[FileResult], None] | None = None,
         bar_min_files: int = 0,
+        entries: Sequence[tuple[str, str]] | None = None,
     ) -> VerifyReport:
-        """Verify every manifest entry; `progress` None = a bar on a terminal for big pools."""
+        """Verify every manifest entry (`entries`, else the pool's own manifest); `progress`
+        None = a bar on a terminal for big pools."""
         from tqdm import tqdm
 
         t0 = time.perf_counter()
-        entries = self.fetch_manifest()
+        entries = self.fetch_manifest() if entries is None else list(entries)
         counts = {OK: 0, MISMATCH: 0, MISSING: 0, ERROR: 0}
         problems: list[FileResult] = []
         nbytes = 0

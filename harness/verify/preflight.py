@@ -61,5 +61,12 @@ def check(kind: str, options: dict[str, Any]) -> None:
     elif kind == "files":
         _file(options.get("verify-manifest"), "manifest")
         reachable(options["verify-files-url"])
+        from harness.verify.files import open_target
+
+        # A manifest that is not one (an HTML page, binary junk) is one line here, not a
+        # setup error repeated by every check.
+        open_target(
+            options["verify-files-url"], options.get("verify-manifest"), options.get("verify-pool")
+        )
     elif kind == "s3":
         reachable(options["verify-s3-endpoint"])
