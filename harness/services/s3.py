@@ -1,14 +1,17 @@
 """The S3 service in three backends with one shape (start, ready, url, stop).
 
 - local: a managed child process on a free port: `minio server DIR` when a `minio` binary is on
-  PATH, else moto's S3-compatible server (`python -m moto.server`, objects kept in memory).
-  Credentials are generated per start and handed to clients through `env()`.
+  PATH, else moto's S3-compatible server (objects kept in memory). moto runs with authentication
+  on (`storage.local.authentication`): its first few actions, unauthenticated, create an IAM user,
+  its policy and its access key (harness.services.moto_server); every later request must be
+  signed with that key. Credentials are generated per start and handed to clients through `env()`.
 - docker: MinIO in a pinned image through testcontainers' MinioContainer (needs a Docker engine).
 - external: S3_ENDPOINT_URL (or storage.endpoint_url) with AWS_ACCESS_KEY_ID/SECRET from env.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -33,6 +36,14 @@ from harness.storage.s3 import Credentials, S3Client, S3Settings
 
 log = logging.getLogger(__name__)
 
+# What the bootstrap user may do: everything in S3, nothing else (IAM included).
+_S3_ONLY_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+}
+# The unauthenticated actions moto allows at start: CreateUser, PutUserPolicy, CreateAccessKey.
+_BOOTSTRAP_ACTIONS = 3
+
 
 def _answers(url: str, timeout: float = 2.0) -> bool:
     """True when anything HTTP answers at `url` (S3 says 403 to anonymous requests)."""
@@ -51,6 +62,7 @@ class _S3Base:
     name = "s3"
     storage: DictConfig
     credentials: Credentials | None
+    authenticates = True  # refuses unknown keys (MinIO, S3; moto only with authentication on)
 
     @property
     def url(self) -> str:  # pragma: no cover - overridden
@@ -103,6 +115,8 @@ class LocalS3Service(_S3Base):
         self.credentials: Credentials | None = None
         self._proc: LocalProcess | None = None
         self.startup_timeout = float(local.startup_timeout_s)
+        # MinIO always authenticates; moto only when told to (then wrong keys are refused).
+        self.authenticates = self.kind == "minio" or bool(local.get("authentication", True))
 
     @property
     def url(self) -> str:
@@ -135,12 +149,19 @@ class LocalS3Service(_S3Base):
             argv += ["--console-address", f"{self.host}:{free_port(self.host)}"]
             health = f"{url}/minio/health/live"
         else:
-            argv = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(port)]
+            module = "harness.services.moto_server" if self.authenticates else "moto.server"
+            argv = [sys.executable, "-m", module, "-H", self.host, "-p", str(port)]
             # moto spills every object above ~5 MB to a temp file; keep checkpoints in RAM.
             buffer_mb = float(self.storage.local.get("moto_key_buffer_mb", 0) or 0)
             if buffer_mb > 0:
                 env["MOTO_S3_DEFAULT_KEY_BUFFER_SIZE"] = str(int(buffer_mb * 1024 * 1024))
-            health = f"{url}/"
+            if self.authenticates:
+                env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(_BOOTSTRAP_ACTIONS)
+            else:
+                env.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
+            # Not `/`: that is ListBuckets, an action that would spend the bootstrap budget and,
+            # once authentication is on, is refused to an unsigned health probe.
+            health = f"{url}/moto-api/"
         self._proc = LocalProcess(
             f"s3 ({self.kind})",
             argv,
@@ -151,6 +172,12 @@ class LocalS3Service(_S3Base):
             startup_timeout=self.startup_timeout,
         )
         self._proc.start()
+        if self.kind == "moto" and self.authenticates:
+            try:
+                self.credentials = _moto_bootstrap(url, str(self.storage.region))
+            except Exception:
+                self._proc.stop()
+                raise
 
     def ready(self) -> bool:
         """True while the process runs and answers HTTP."""
@@ -167,6 +194,34 @@ class LocalS3Service(_S3Base):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _moto_bootstrap(url: str, region: str) -> Credentials:
+    """Spend moto's unauthenticated actions on an IAM user with S3 rights; return its key."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    # Any key signs the bootstrap calls; one attempt each, since a retry would spend an action.
+    iam = boto3.session.Session().client(
+        "iam",
+        endpoint_url=url,
+        region_name=region,
+        aws_access_key_id="bootstrap",
+        aws_secret_access_key="bootstrap",  # noqa: S106 - not a secret: ignored by moto
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
+    )
+    user = "harness-" + secrets.token_hex(4)
+    try:
+        iam.create_user(UserName=user)
+        iam.put_user_policy(
+            UserName=user, PolicyName="s3-only", PolicyDocument=json.dumps(_S3_ONLY_POLICY)
+        )
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+    except (BotoCoreError, ClientError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ServiceError(f"s3 (moto) at {url}: could not create its access key: {first}") from exc
+    return Credentials(key["AccessKeyId"], key["SecretAccessKey"])
 
 
 class DockerS3Service(ContainerService, _S3Base):

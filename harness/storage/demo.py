@@ -1,4 +1,5 @@
-"""Demo: start the local S3 service, train with checkpoints in it, stop, resume once, stop S3."""
+"""Demo: start the local S3 service, train with checkpoints in it, stop, resume once, then
+verify the service (`harness verify s3`'s checks, authentication on), stop S3."""
 
 from __future__ import annotations
 
@@ -26,6 +27,25 @@ def _env(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _verify(endpoint: str, bucket: str) -> list[str]:
+    """`harness verify s3` against the service the demo started: one line per check, MB/s."""
+    from harness.verify.runner import run_checks
+
+    options = {"verify-s3-endpoint": endpoint, "verify-s3-bucket": bucket}
+    result = run_checks("s3", options, target=f"{endpoint} bucket {bucket}")
+    lines = [f"verify s3 {c.outcome.upper()} {c.name} {c.message}".rstrip() for c in result.checks]
+    m = result.metrics()
+    lines.append(
+        f"verify s3: {result.counts()['passed']}/{len(result.checks)} checks passed in "
+        f"{result.seconds:.1f}s; put {m.get('s3 put MB/s', '?')} MB/s, "
+        f"get {m.get('s3 get MB/s', '?')} MB/s"
+    )
+    if not result.ok:
+        failed = ", ".join(c.name for c in result.failed) or "no check ran"
+        raise HarnessError(f"storage demo: verify s3 failed at {endpoint}: {failed}")
+    return lines
 
 
 def run_demo(cfg: DictConfig) -> list[str]:
@@ -76,6 +96,7 @@ def run_demo(cfg: DictConfig) -> list[str]:
                 "config in checkpoint: "
                 + OmegaConf.to_yaml(OmegaConf.create(state["config"]["model"])).replace("\n", " ")
             )
+            lines += _verify(svc.url, store.client.bucket)
     finally:
         svc.stop()
     lines.append("S3 stopped")

@@ -69,4 +69,7 @@ def check(kind: str, options: dict[str, Any]) -> None:
             options["verify-files-url"], options.get("verify-manifest"), options.get("verify-pool")
         )
     elif kind == "s3":
+        from harness.verify import s3
+
         reachable(options["verify-s3-endpoint"])
+        s3.preflight(options["verify-s3-endpoint"], options["verify-s3-bucket"], *s3.configs())
