@@ -44,6 +44,21 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class IntermixedParser(argparse.ArgumentParser):
+    """Lets Hydra overrides follow options (`build DIR --count 5 files.pool.seed=3`)."""
+
+    _inside = False
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: D102 (argparse API)
+        if self._inside:
+            return super().parse_known_args(args, namespace)
+        self._inside = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
+
+
 def add_overrides(parser: argparse.ArgumentParser) -> None:
     """Add the positional Hydra overrides argument to a command parser."""
     parser.add_argument(

@@ -17,8 +17,14 @@ if not OmegaConf.has_resolver("harness_fixtures"):
     OmegaConf.register_new_resolver("harness_fixtures", lambda: str(FIXTURES_DIR))
 
 
+# Overrides applied to every compose() of this process before its own ones: set by the
+# conformance plugin from --verify-overrides, so library code the checks call sees them too.
+session_overrides: list[str] = []
+
+
 def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:
     """Compose configs/<config_name>.yaml with Hydra overrides; bad overrides raise HarnessError."""
+    overrides = [*session_overrides, *overrides]
     GlobalHydra.instance().clear()
     if not (CONFIG_DIR / f"{config_name}.yaml").is_file():
         raise HarnessError(f"no {config_name}.yaml in the config folder {CONFIG_DIR}")

@@ -7,30 +7,15 @@ import json
 import sys
 from pathlib import Path
 
-from harness.cli import add_overrides
+from harness.cli import IntermixedParser, add_overrides
 from harness.config import compose
 from harness.errors import HarnessError
-
-
-class _IntermixedParser(argparse.ArgumentParser):
-    """Lets Hydra overrides follow options (`build DIR --count 5 files.pool.seed=3`)."""
-
-    _inside = False
-
-    def parse_known_args(self, args=None, namespace=None):  # noqa: D102 (argparse API)
-        if self._inside:
-            return super().parse_known_args(args, namespace)
-        self._inside = True
-        try:
-            return self.parse_known_intermixed_args(args, namespace)
-        finally:
-            self._inside = False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the files sub-actions."""
     sub = parser.add_subparsers(
-        dest="action", metavar="<action>", required=True, parser_class=_IntermixedParser
+        dest="action", metavar="<action>", required=True, parser_class=IntermixedParser
     )
 
     b = sub.add_parser(

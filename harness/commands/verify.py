@@ -22,7 +22,11 @@ EPILOG = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the verify actions."""
-    sub = parser.add_subparsers(dest="action", metavar="<kind>", required=True)
+    from harness.cli import IntermixedParser
+
+    sub = parser.add_subparsers(
+        dest="action", metavar="<kind>", required=True, parser_class=IntermixedParser
+    )
 
     i = sub.add_parser(
         "inference",
@@ -100,6 +104,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    from harness.cli import add_overrides
+
+    add_overrides(p)
     p.add_argument("--report", help="also write a Markdown report to this file")
     p.add_argument("-k", dest="select", help="run only the checks matching this pytest -k text")
     p.add_argument("--junitxml", help="also write JUnit XML (as pytest --junitxml)")
@@ -165,7 +172,13 @@ def run(args: argparse.Namespace) -> int:
     from harness.verify.report import write
     from harness.verify.runner import print_summary, run_checks
 
+    import shlex
+
+    from harness.config import compose
+
     options, target = _options(args)
+    compose(args.overrides)  # a bad override is one line before anything runs
+    options["verify-overrides"] = " ".join(shlex.quote(o) for o in args.overrides) or None
     preflight.check(args.action, options)  # unreachable target: one line, exit 2
     extra = [f"--junitxml={args.junitxml}"] if args.junitxml else []
     if args.jobs and args.jobs > 1:

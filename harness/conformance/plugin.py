@@ -43,6 +43,9 @@ OPTIONS: dict[str, str] = {
     "verify-s3-endpoint": "S3 endpoint URL (credentials from AWS_ACCESS_KEY_ID/_SECRET_...)",
     "verify-s3-bucket": "bucket to verify (must exist)",
     "verify-s3-prefix": "key prefix for the objects the checks write (removed afterwards)",
+    # every kind
+    "verify-overrides": "Hydra overrides of the harness configs, space-separated "
+    "(e.g. 'verify.inference.load.duration_s=10')",
 }
 
 
@@ -59,6 +62,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             default=os.environ.get(env_name(name)),
             help=f"{text} (env {env_name(name)})",
         )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Apply --verify-overrides to every configuration the checks compose."""
+    text = option(config, "verify-overrides")
+    if text:
+        import shlex
+
+        from harness import config as harness_config
+
+        harness_config.session_overrides[:] = shlex.split(text)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
