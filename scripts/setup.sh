@@ -32,6 +32,26 @@ if [ -n "$missing" ]; then
   fi
 fi
 
+# Own venvs for the OIP servers the `harness verify inference` tests run against: MLServer brings
+# protobuf 6 / grpcio of its own, KServe needs numpy 2; neither can share .venv. A venv that
+# cannot be made is reported and skipped (its tests then skip and say why).
+for venv in mlserver kserve; do
+  dir=".work/venvs/$venv"
+  req="tests/integration/oip/requirements-$venv.txt"
+  start=$SECONDS
+  fresh=""
+  [ -x "$dir/bin/python" ] || fresh=1
+  echo "==> $dir (${fresh:+creating, }pinned by $req)"
+  # pip install on satisfied pins is a quick no-op; changed pins are applied in place.
+  if { [ -z "$fresh" ] || { "$PYTHON" -m venv "$dir" \
+         && "$dir/bin/python" -m pip install -q --disable-pip-version-check -U "pip>=25"; }; } \
+     && "$dir/bin/python" -m pip install -q --disable-pip-version-check -r "$req"; then
+    echo "==> $dir ready ($((SECONDS - start)) s)"
+  else
+    echo "!! could not set up $dir (see above); the $venv OIP server tests will skip and say so"
+  fi
+done
+
 echo "==> external tools"
 .venv/bin/harness tools install
 echo "==> set-up done"
