@@ -57,16 +57,12 @@ def stack_env(cfg: DictConfig) -> dict[str, str]:
     return {k: os.environ.get(k, v) for k, v in env.items()}
 
 
-def render_nginx_conf(cfg: DictConfig) -> str | None:
-    """The file server's nginx config rendered for the container, or None without its module."""
-    ncfg = OmegaConf.select(cfg, "files.server.nginx")
-    try:
-        from harness.files import nginx
-    except ImportError:
-        return None
-    if ncfg is None or not hasattr(nginx, "render_container"):
-        return None
-    return str(nginx.render_container(ncfg))
+def render_nginx_conf(cfg: DictConfig) -> str:
+    """The file server's nginx config rendered for the container."""
+    # The template is part of this package: a failing import is breakage, never a quiet skip.
+    from harness.files import nginx
+
+    return str(nginx.render_container(cfg.files.server.nginx))
 
 
 def _stack(cfg: DictConfig, gpu: bool = False, env: dict[str, str] | None = None):  # noqa: ANN202
@@ -113,8 +109,8 @@ def preflight(cfg: DictConfig, services: list[str]) -> dict[str, str]:
                 f"stack: {pool} has no SHA256SUMS: build the pool first "
                 f"(`harness files build {pool}`) or leave `files` out (--services triton,mlflow)"
             )
-        rendered = render_nginx_conf(cfg)
-        if rendered is not None and "HARNESS_FILES_NGINX_CONF" not in os.environ:
+        if "HARNESS_FILES_NGINX_CONF" not in os.environ:
+            rendered = render_nginx_conf(cfg)
             out = resolve(cfg.stack.rendered_nginx_conf)
             with atomic_open(out, "w") as fh:
                 fh.write(rendered)
@@ -178,11 +174,10 @@ def _check(cfg: DictConfig) -> int:
     except ServiceError as exc:
         results.append(("compose config", [str(exc)]))
     rendered = render_nginx_conf(cfg)
-    if rendered is not None:
-        committed = resolve(cfg.stack.nginx_conf)
-        same = committed.is_file() and committed.read_text(encoding="utf-8") == rendered
-        stale = f"{committed} is stale: run `harness stack nginx-conf`"
-        results.append(("nginx conf", [] if same else [stale]))
+    committed = resolve(cfg.stack.nginx_conf)
+    same = committed.is_file() and committed.read_text(encoding="utf-8") == rendered
+    stale = f"{committed} is stale: run `harness stack nginx-conf`"
+    results.append(("nginx conf", [] if same else [stale]))
     repo = resolve(cfg.paths.model_repository)
     bare = check.unconfigured_models(repo)
     results.append(("model folders", [f"{m}: no config.pbtxt" for m in bare]))
@@ -206,8 +201,6 @@ def _check(cfg: DictConfig) -> int:
 
 def _nginx_conf(cfg: DictConfig) -> int:
     rendered = render_nginx_conf(cfg)
-    if rendered is None:
-        raise HarnessError("stack: the file server's nginx template (harness.files) is missing")
     out = resolve(cfg.stack.nginx_conf)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(out, "w") as fh:

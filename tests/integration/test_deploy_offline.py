@@ -42,10 +42,8 @@ instance_group [ { kind: KIND_GPU } ]
 
 def tritonserver() -> tuple[Path, dict[str, str]]:
     """The tritonserver binary of nvidia-pytriton and the environment it needs."""
-    try:
-        import pytriton
-    except ImportError:
-        pytest.skip("nvidia-pytriton (the tritonserver binary) is not installed")
+    import pytriton  # a dependency of the project: an ImportError fails, never skips
+
     pkg = Path(pytriton.__file__).parent
     binary = pkg / "tritonserver" / "bin" / "tritonserver"
     libs = pkg.parent / "nvidia_pytriton.libs"

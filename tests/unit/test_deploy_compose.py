@@ -238,10 +238,6 @@ def test_committed_nginx_config_is_the_file_servers_rendering() -> None:
     from harness.commands.stack import render_nginx_conf
 
     rendered = render_nginx_conf(CFG)
-    if rendered is None:
-        pytest.skip(
-            "the file server's nginx template (harness.files.nginx) is not in this checkout"
-        )
     committed = resolve(CFG.stack.nginx_conf).read_text(encoding="utf-8")
     assert committed == rendered, "stale: run `harness stack nginx-conf`"
 
