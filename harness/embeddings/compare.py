@@ -81,20 +81,50 @@ def blowup_problems(emb: np.ndarray, tolerance: float) -> list[str]:
     return problems
 
 
-def threshold_failures(precision: str, s: PairStats, th: DictConfig) -> list[str]:
-    """Thresholds of configs/embed (by the format's precision) that `s` (vs oracle) misses."""
+@dataclass(frozen=True)
+class ThresholdMiss:
+    """One drift threshold missed: which metric, its value, the limit and the comparison."""
+
+    metric: str  # a PairStats field: max_abs | mean_norm | mean_cosine | top1_agreement
+    label: str
+    value: float
+    limit: float
+    op: str  # how `value` must relate to `limit` to pass: "<=" or ">="
+
+    def text(self) -> str:
+        """`mean cosine 0.9512 < 0.98` (the value, the broken relation, the limit)."""
+        broken = ">" if self.op == "<=" else "<"
+        fmt = {"mean_cosine": ".4f", "top1_agreement": ".3f"}.get(self.metric, ".3g")
+        return f"{self.label} {self.value:{fmt}} {broken} {self.limit}"
+
+
+def threshold_misses(precision: str, s: PairStats, th: DictConfig) -> list[ThresholdMiss]:
+    """Thresholds of configs/embed (by precision) that `s` (vs oracle) misses, as records."""
     check = th.by_precision[precision]
     out = []
     if check == "exact" and not s.max_abs <= th.exact_max_abs:
-        out.append(f"max |Δ| {s.max_abs:.3g} > {th.exact_max_abs}")
+        out.append(ThresholdMiss("max_abs", "max |Δ|", s.max_abs, th.exact_max_abs, "<="))
     if check == "fp16" and not s.mean_norm <= th.fp16_mean_norm:
-        out.append(f"mean ‖Δ‖ {s.mean_norm:.3g} > {th.fp16_mean_norm}")
+        out.append(ThresholdMiss("mean_norm", "mean ‖Δ‖", s.mean_norm, th.fp16_mean_norm, "<="))
     if check == "int8":
         if not s.mean_cosine >= th.int8_mean_cosine:
-            out.append(f"mean cosine {s.mean_cosine:.4f} < {th.int8_mean_cosine}")
+            out.append(
+                ThresholdMiss(
+                    "mean_cosine", "mean cosine", s.mean_cosine, th.int8_mean_cosine, ">="
+                )
+            )
         if not s.top1_agreement >= th.int8_top1:
-            out.append(f"top-1 NN agreement {s.top1_agreement:.3f} < {th.int8_top1}")
+            out.append(
+                ThresholdMiss(
+                    "top1_agreement", "top-1 NN agreement", s.top1_agreement, th.int8_top1, ">="
+                )
+            )
     return out
+
+
+def threshold_failures(precision: str, s: PairStats, th: DictConfig) -> list[str]:
+    """Thresholds of configs/embed (by the format's precision) that `s` (vs oracle) misses."""
+    return [m.text() for m in threshold_misses(precision, s, th)]
 
 
 def threshold_text(precision: str, th: DictConfig) -> str:

@@ -33,3 +33,11 @@ def oracle_embed(path: str, texts: list[str], batch_size: int = 32) -> np.ndarra
 def oracle_max_length(path: str) -> int:
     """The truncation length sentence-transformers applies (max_seq_length)."""
     return int(_load(path).max_seq_length)
+
+
+def oracle_dim(path: str) -> int:
+    """The embedding dimension of the oracle model."""
+    model = _load(path)
+    # sentence-transformers 5 renamed the method; the old name warns there
+    get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(get())
