@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import IO
 
 from harness.paths import ROOT
 
@@ -39,3 +45,37 @@ def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     """Assert exit 0, showing stderr otherwise."""
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}"
     return proc
+
+
+def lines_until(
+    stream: IO, done: Callable[[str], bool], timeout: float, what: str = "output"
+) -> list[str]:
+    """Lines read from `stream` up to and including the first for which `done` is true.
+
+    A reader thread does the blocking reads, so a child that never prints the line (or never
+    closes its output) fails the test after `timeout` seconds instead of hanging it. The thread
+    stops at that line or at end of file (the caller kills the child on failure).
+    """
+    found: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        for raw in iter(stream.readline, "" if isinstance(stream, io.TextIOBase) else b""):
+            line = raw if isinstance(raw, str) else raw.decode(errors="replace")
+            found.put(line)
+            if done(line):
+                return
+        found.put(None)  # end of file before the line
+
+    threading.Thread(target=read, daemon=True).start()
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            line = found.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError(f"no {what} line within {timeout:.0f} s:\n{''.join(lines)}")
+        if line is None:
+            raise AssertionError(f"{what} ended before the expected line:\n{''.join(lines)}")
+        lines.append(line)
+        if done(line):
+            return lines

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from harness.services.fileserver import LocalFileServer
 from harness.testing.fixtures_files import SECRET, make_attack_pool
 from harness.verify.files import request, settings
 from harness.verify.files.probes import WRITE_METHODS, range_cases
-from tests.integration._cli import ctrl_c_as_from_a_terminal, harness
+from tests.integration._cli import ctrl_c_as_from_a_terminal, harness, lines_until
 
 pytestmark = pytest.mark.integration
 
@@ -300,11 +299,8 @@ def test_serve_command_stops_cleanly_on_ctrl_c(files_pool, tmp_path: Path) -> No
     )
     url = f"http://127.0.0.1:{port}/{MANIFEST}"
     try:
-        lines = []
-        while not lines or "serving" not in lines[-1]:  # printed once the server is ready
-            line = proc.stdout.readline().decode()
-            assert line, "".join(lines)
-            lines.append(line)
+        # "serving" is printed once the server is ready; a child that never says it fails.
+        lines_until(proc.stdout, lambda ln: "serving" in ln, timeout=60, what="harness files serve")
         assert http_ok(url, timeout=2)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
@@ -313,8 +309,8 @@ def test_serve_command_stops_cleanly_on_ctrl_c(files_pool, tmp_path: Path) -> No
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert "stopping" in proc.stdout.read().decode()
-    time.sleep(0.2)
-    assert not http_ok(url, timeout=0.5)
+    # The port closes once the server's workers have exited: poll for it, with a deadline.
+    assert wait_until(lambda: not http_ok(url, timeout=0.5), timeout=10, interval=0.05)
 
 
 @pytest.mark.parametrize("impl", ["nginx", "python"])

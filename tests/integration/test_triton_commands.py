@@ -13,7 +13,7 @@ import pytest
 from harness.paths import ROOT
 from harness.services.base import http_ok, wait_until
 from harness.services.triton import process_alive
-from tests.integration._cli import ctrl_c_as_from_a_terminal
+from tests.integration._cli import ctrl_c_as_from_a_terminal, lines_until
 
 pytestmark = pytest.mark.integration
 
@@ -38,11 +38,7 @@ def test_serve_prints_urls_and_stops_cleanly_on_ctrl_c(triton_repository, backen
         preexec_fn=ctrl_c_as_from_a_terminal,
     )
     try:
-        lines = []
-        for line in proc.stdout:
-            lines.append(line)
-            if "Ctrl-C" in line:
-                break
+        lines = lines_until(proc.stdout, lambda ln: "Ctrl-C" in ln, timeout=180, what="serve")
         text = "".join(lines)
         http = re.search(r"HTTP\s+(http://\S+)", text).group(1)
         assert re.search(r"gRPC\s+127\.0\.0\.1:\d+", text)

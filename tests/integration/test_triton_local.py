@@ -19,6 +19,7 @@ from harness.services.triton import make_triton, process_alive
 from harness.serving.client import TritonClient
 from harness.testing.fixtures_triton import make_fixture_repository
 from harness.testing.triton_repos import build_variety_repository
+from tests.integration._cli import lines_until
 
 pytestmark = pytest.mark.integration
 
@@ -111,7 +112,8 @@ def test_interrupted_run_leaves_no_orphans(triton_cfg, tmp_path):
         [sys.executable, "-c", script], stdout=subprocess.PIPE, env=env, text=True
     )
     try:
-        pids = [int(p) for p in proc.stdout.readline().split()]
+        first = lines_until(proc.stdout, lambda ln: True, timeout=180, what="the server's pids")
+        pids = [int(p) for p in first[0].split()]
         assert len(pids) >= 2 and all(process_alive(p) for p in pids)
         os.kill(proc.pid, signal.SIGKILL)  # like a killed test run: no cleanup code runs
         proc.wait(timeout=10)

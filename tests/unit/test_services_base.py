@@ -11,6 +11,7 @@ import time
 import pytest
 
 from harness.services import ExternalService, LocalProcess, ServiceError, free_port, http_ok
+from tests.integration._cli import lines_until
 
 
 def _http_server(port: int, tmp_path) -> LocalProcess:
@@ -124,7 +125,11 @@ def test_child_dies_with_its_parent(tmp_path) -> None:
         "svc.start(); print(svc.pid, flush=True); time.sleep(300)\n"
     )
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    child = int(parent.stdout.readline())
+    try:
+        child = int(lines_until(parent.stdout, lambda ln: True, timeout=60, what="child pid")[0])
+    except AssertionError:
+        parent.kill()
+        raise
     assert _alive(child)
     parent.send_signal(signal.SIGKILL)
     parent.wait()
