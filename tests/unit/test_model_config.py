@@ -48,17 +48,59 @@ def test_bad_override_is_a_harness_error(bad):
 _METHODS = {"get", "items", "keys", "values", "pop", "copy"}
 
 
+def _chain(node: ast.AST, roots: dict[str, str]) -> str | None:
+    """`cfg.a.b` (or `alias.b` with alias = cfg.a) as "a.b"; None for anything else."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name) or node.id not in roots:
+        return None
+    prefix = [roots[node.id]] if roots[node.id] else []
+    return ".".join(prefix + list(reversed(parts))) or None
+
+
+def _own_nodes(scope: ast.AST) -> list[ast.AST]:
+    """The nodes of a module or function, without those of the functions nested in it."""
+    out, todo = [], list(ast.iter_child_nodes(scope))
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        out.append(node)
+        todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
 def _cfg_chains() -> dict[str, str]:
-    """Every `cfg.<group>.<key>...` attribute chain in harness/ -> the first file using it."""
+    """Every `cfg.<group>.<key>...` chain read in harness/ -> the first file reading it.
+
+    Local aliases are followed within a function (`tc = cfg.train` ... `tc.lr` is train.lr)
+    when every assignment to that name in the function is the same config chain.
+    """
     chains: dict[str, str] = {}
     for path in sorted((ROOT / "harness").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            parts: list[str] = []
-            while isinstance(node, ast.Attribute):
-                parts.append(node.attr)
-                node = node.value
-            if isinstance(node, ast.Name) and node.id == "cfg" and parts:
-                chains.setdefault(".".join(reversed(parts)), str(path.relative_to(ROOT)))
+        where = str(path.relative_to(ROOT))
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        funcs = (ast.FunctionDef, ast.AsyncFunctionDef)
+        for scope in [tree] + [n for n in ast.walk(tree) if isinstance(n, funcs)]:
+            nodes = _own_nodes(scope)
+            bound: dict[str, set[str | None]] = {}
+            for node in nodes:
+                targets = node.targets if isinstance(node, ast.Assign) else []
+                for target in targets:
+                    if isinstance(target, ast.Name):
+                        value = _chain(node.value, {"cfg": ""}) if len(targets) == 1 else None
+                        bound.setdefault(target.id, set()).add(value)
+            roots = {"cfg": ""} | {
+                name: next(iter(vals))
+                for name, vals in bound.items()
+                if name != "cfg" and len(vals) == 1 and None not in vals
+            }
+            for node in nodes:
+                chain = _chain(node, roots) if isinstance(node, ast.Attribute) else None
+                if chain:
+                    chains.setdefault(chain, where)
     return chains
 
 
