@@ -41,10 +41,9 @@ CAUGHT_BY = {
 # checks a correct server may skip, and why it may
 ALLOWED_SKIPS = {
     "wire_format[http-binary]",  # MLServer/KServe/PyTriton? only Triton has binary tensors
-    "triton_dynamic_batching",  # not Triton
+    "triton_dynamic_batching",  # not Triton, or its statistics API restricted (PyTriton)
     "triton_instance_count",  # not Triton / no --config
     "rejects_bad_request[batch_above_max]",  # max_batch_size unknown without a config endpoint
-    "wire_format[grpc]",  # a server without gRPC
 }
 
 
