@@ -8,11 +8,15 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
+import onnxruntime as ort
 import pytest
 
+from harness.data.loader import load_split
 from harness.paths import ROOT
 from harness.services.base import http_ok, wait_until
 from harness.services.triton import process_alive
+from harness.serving.golden import GOLDEN_DIR, make_fixture_repository
 from tests.integration._cli import ctrl_c_as_from_a_terminal, lines_until
 
 pytestmark = pytest.mark.integration
@@ -61,8 +65,16 @@ def test_serve_prints_urls_and_stops_cleanly_on_ctrl_c(triton_repository, backen
             proc.kill()
 
 
+def _onnxruntime_predictions(model_path, images: np.ndarray) -> np.ndarray:
+    """The oracle: in-process onnxruntime on the very ONNX file the server serves."""
+    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    return sess.run(["logits"], {"images": images})[0].argmax(axis=1)
+
+
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
-def test_client_command_reports_accuracy_and_latency(triton_server, triton_model, protocol):
+def test_client_command_reports_accuracy_and_latency(
+    triton_server, triton_model, triton_golden, triton_cfg, protocol
+):
     res = _harness(
         "client",
         "--url",
@@ -74,11 +86,79 @@ def test_client_command_reports_accuracy_and_latency(triton_server, triton_model
         timeout=120,
     )
     assert res.returncode == 0, res.stderr
+    # The same split read in-process; the client must have sent all of it, nothing else.
+    split = load_split(triton_cfg, "test")
+    images = split.images.astype(np.float32)[:, None] / float(triton_cfg.data.pixel_scale)
     n = int(re.search(r"client: (\d+) images", res.stdout).group(1))
-    assert n > 0
-    acc = float(re.search(r"accuracy: ([0-9.]+)", res.stdout).group(1))
-    assert 0.0 <= acc <= 1.0
+    assert n == len(images), res.stdout
+    expected = (_onnxruntime_predictions(triton_golden.model_path, images) == split.labels).mean()
+    acc = re.search(r"accuracy: ([0-9.]+)", res.stdout).group(1)
+    assert acc == f"{expected:.4f}", f"client {acc}, onnxruntime {expected:.4f}"
     assert re.search(r"latency ms p50 [0-9.]+ p90 [0-9.]+ p95 [0-9.]+ p99 [0-9.]+", res.stdout)
+
+
+def test_client_command_with_images_predicts_what_onnxruntime_does(
+    triton_server, triton_model, triton_golden, tmp_path
+):
+    # Two .npy files (20 + 30 images): the client prints every prediction up to 50.
+    images = np.random.default_rng(11).random((50, 1, 28, 28), dtype=np.float32)
+    images[:32] = triton_golden.images  # real digits first, seeded noise after
+    np.save(tmp_path / "a.npy", images[:20])
+    np.save(tmp_path / "b.npy", images[20:])
+    res = _harness(
+        "client",
+        "--url",
+        triton_server.grpc_url,
+        "--model",
+        triton_model,
+        "--images",
+        str(tmp_path / "a.npy"),
+        str(tmp_path / "b.npy"),
+        "--batch-size",
+        "16",
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "client: 50 images (2 file(s))" in res.stdout
+    assert re.search(r"requests: 4 of <= 16 images", res.stdout), res.stdout
+    printed = re.search(r"predicted: ([0-9 ]+)", res.stdout).group(1).split()
+    expected = _onnxruntime_predictions(triton_golden.model_path, images)
+    assert [int(p) for p in printed] == expected.tolist()
+
+
+def test_client_command_without_url_starts_its_own_server(
+    triton_cfg, triton_golden, backend_name, tmp_path
+):
+    if backend_name != "local":
+        pytest.skip("starts its own local server")
+    # Plain `harness client`: no --url, so it serves the configured repository for the run.
+    repo = make_fixture_repository(triton_cfg, tmp_path / "repo")
+    res = _harness(
+        "client",
+        f"triton.repository={repo}",
+        f"paths.work_dir={tmp_path / 'work'}",
+        "--images",  # nargs="+": overrides go before it, as a user learns from --help
+        str(GOLDEN_DIR / "golden.npz"),
+        timeout=300,
+    )
+    assert res.returncode != 0 and "cannot read image" in res.stderr  # .npz is no image
+    np.save(tmp_path / "golden.npy", triton_golden.images)
+    res = _harness(
+        "client",
+        f"triton.repository={repo}",
+        f"paths.work_dir={tmp_path / 'work'}",
+        "--images",  # nargs="+": overrides go before it, as a user learns from --help
+        str(tmp_path / "golden.npy"),
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    printed = [int(p) for p in re.search(r"predicted: ([0-9 ]+)", res.stdout).group(1).split()]
+    assert printed == triton_golden.predicted.tolist()
+    # The server it started is gone again: no tritonserver of this run is left.
+    left = subprocess.run(
+        ["pgrep", "-f", f"tritonserver.*{tmp_path}"], capture_output=True, text=True
+    ).stdout.split()
+    assert left == []
 
 
 def test_client_command_bad_input_is_one_line(triton_server, tmp_path):
