@@ -28,6 +28,7 @@ from harness.embeddings.compare import (
 from harness.embeddings.fixtures_gen import read_sentences
 from harness.embeddings.model import validate_texts
 from harness.errors import HarnessError
+from harness.verify.urls import base_url
 
 # httpx logs every request at INFO; a verify run makes a few hundred.
 logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -54,12 +55,6 @@ class TextModel:
         """Shape of a request carrying `rows` texts (the batch axis first, other -1 axes 1)."""
         rest = [1 if d == -1 else d for d in self.input_shape[1:]]
         return [rows, *rest] if self.input_shape else [rows, 1]
-
-
-def base_url(url: str) -> str:
-    """`http://host:port` from `host:port` or a URL (no trailing slash)."""
-    text = url.strip().rstrip("/")
-    return text if "://" in text else f"http://{text}"
 
 
 def _error_text(resp: httpx.Response) -> str:

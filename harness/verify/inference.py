@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.verify.urls import base_url, grpc_address
 
 # Open Inference Protocol datatype <-> numpy.
 DATATYPES: dict[str, np.dtype] = {
@@ -318,17 +319,6 @@ class Served:
 
     datatype: str
     array: np.ndarray
-
-
-def base_url(url: str) -> str:
-    """`http://host:port` from `host:port` or a URL (no trailing slash)."""
-    url = url.strip().rstrip("/")
-    return url if "://" in url else f"http://{url}"
-
-
-def grpc_address(url: str) -> str:
-    """`host:port` from a gRPC URL given with or without a scheme."""
-    return url.strip().split("://", 1)[-1].rstrip("/")
 
 
 class HttpJson:

@@ -5,26 +5,9 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from harness.errors import HarnessError
-
-
-def host_port(url: str, default_port: int = 80) -> tuple[str, int]:
-    """(host, port) of `http://host:port/...` or `host:port`; a clear error when it is neither."""
-    text = url.strip()
-    parts = urlsplit(text if "://" in text else f"//{text}")
-    if parts.scheme not in ("", "http", "https"):
-        raise HarnessError(f"'{url}' is not an http(s) URL or host:port")
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise HarnessError(f"'{url}' has an invalid port") from exc
-    if not parts.hostname:
-        raise HarnessError(f"'{url}' names no host")
-    if port is None:
-        port = 443 if parts.scheme == "https" else default_port
-    return parts.hostname, port
+from harness.verify.urls import host_port
 
 
 def reachable(url: str, timeout: float = 5.0) -> None:
