@@ -63,6 +63,7 @@ class TritonServer:
         self.grpc_port = grpc_port
         self.metrics_port = metrics_port
         self.models: list[str] = []
+        self.skipped: dict[str, str] = {}  # model -> why this host cannot serve it
         self.ready_path = "/v2/health/ready"
 
     @property
@@ -107,7 +108,7 @@ class TritonServer:
             f"  gRPC    {self.grpc_url}",
             f"  metrics {self.metrics_url or '-'}",
             f"  models  {', '.join(self.models) or '-'}",
-        ]
+        ] + [f"  skipped {name}: {why}" for name, why in self.skipped.items()]
 
     def start(self) -> None:  # pragma: no cover - overridden
         """Start and wait until ready."""
@@ -261,6 +262,7 @@ class LocalTriton(TritonServer):
             shutil.rmtree(repo)
         skipped: dict[str, str] = {}
         self.models = materialize(self.repository, repo, self.wanted, skipped)
+        self.skipped = skipped
         if not self.models:
             why = "; ".join(f"{k}: {v}" for k, v in skipped.items()) or "it holds no model"
             raise ServiceError(f"nothing in {self.repository} can be served locally ({why})")
