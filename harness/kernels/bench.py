@@ -1,8 +1,9 @@
 """Side-by-side benchmark of the cosine kernel against numpy, torch and scikit-learn.
 
 Rounds are interleaved: each round runs every implementation once (`calls_per_round` calls),
-rotating the order, and the best round of each counts. Load from other processes then slows
-all implementations alike instead of whichever happened to run during it. The implementations
+rotating the order. Floors are judged on the median over rounds of the ratio measured within
+each round (load from other processes then slows both sides of a ratio alike); the table shows
+each implementation's best round. The implementations
 that floors are set against (ours, numpy, numpy's bare sgemm) run every round; the others
 (torch, scikit-learn: reported only) run in the first `extra_rounds` rounds.
 
@@ -15,6 +16,7 @@ before it, not a property of either).
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,12 +33,21 @@ CORE = (HARNESS, NUMPY, SGEMM)
 
 @dataclass
 class CaseResult:
-    """Best seconds per call of each implementation for one (N, M, D) case."""
+    """Seconds per call of each implementation for one (N, M, D) case: per round and best."""
 
     name: str
     shape: tuple[int, int, int]
     best: dict[str, float] = field(default_factory=dict)
     rounds: int = 0
+    times: dict[str, list[float]] = field(default_factory=dict)  # one entry per round run
+
+    def round_ratios(self, other: str, impl: str = HARNESS) -> list[float]:
+        """time(other) / time(impl) within each round both ran in."""
+        return [o / i for o, i in zip(self.times[other], self.times[impl])]
+
+    def median_ratio(self, other: str, impl: str = HARNESS) -> float:
+        """Median over rounds of time(other) / time(impl): how many times faster impl is."""
+        return statistics.median(self.round_ratios(other, impl))
 
     @property
     def flops(self) -> float:
@@ -127,6 +138,7 @@ def measure(
                 f()
             dt = (time.perf_counter() - t0) / calls_per_round
             res.best[key] = min(dt, res.best.get(key, float("inf")))
+            res.times.setdefault(key, []).append(dt)
     res.rounds += rounds
     return res
 
