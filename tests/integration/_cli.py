@@ -79,3 +79,22 @@ def lines_until(
         lines.append(line)
         if done(line):
             return lines
+
+
+def conformance_pytest(
+    *options: str, cwd: str | os.PathLike[str], env: dict[str, str] | None = None, timeout=300
+):
+    """`pytest --pyargs harness.conformance OPTIONS` from `cwd`, as in a user's own CI."""
+    full_env = dict(os.environ)
+    full_env.pop("MLFLOW_TRACKING_URI", None)
+    full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
+    full_env.update(env or {})
+    argv = [sys.executable, "-m", "pytest", "--pyargs", "harness.conformance"]
+    return subprocess.run(
+        [*argv, "-p", "no:cacheprovider", "-q", *options],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

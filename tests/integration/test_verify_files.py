@@ -3,20 +3,17 @@ fail exactly the checks that match what they do wrong."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from harness.files.pool import MANIFEST, PoolSpec, build_pool, parse_manifest
-from harness.paths import ROOT
 from harness.services import free_port, running
 from harness.services.fileserver import LocalFileServer
 from harness.testing.fixtures_files import make_attack_pool
-from tests.integration._cli import harness
+from tests.integration._cli import conformance_pytest, harness
 from tests.integration._files_servers import CarelessNginx, NaiveServer, python_http_server
 
 pytestmark = pytest.mark.integration
@@ -205,27 +202,12 @@ def test_bad_input_is_one_line(clean_pool, tmp_path: Path) -> None:
 def test_pytest_pyargs_runs_the_same_checks(clean_pool, files_cfg, tmp_path: Path) -> None:
     """A user's CI: plain pytest from their own folder, the plugin gives the options."""
     junit = tmp_path / "junit.xml"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with LocalFileServer(clean_pool, files_cfg.files.server) as srv:
-        r = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "--pyargs",
-                "harness.conformance",
-                "-p",
-                "no:cacheprovider",
-                "-q",
-                f"--verify-files-url={srv.url}",
-                f"--verify-pool={clean_pool}",
-                f"--junitxml={junit}",
-            ],
+        r = conformance_pytest(
+            f"--verify-files-url={srv.url}",
+            f"--verify-pool={clean_pool}",
+            f"--junitxml={junit}",
             cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
         )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     xml = junit.read_text()

@@ -8,15 +8,13 @@ check named. Servers come from tests/integration/oip/fixtures.py.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 
 from harness.paths import ROOT
 from harness.serving.golden import GOLDEN_DIR, load_golden
 from harness.verify.inference import write_golden
-from tests.integration._cli import harness
+from tests.integration._cli import conformance_pytest, harness
 from tests.integration.oip.fixtures import CORRECT, FAULTY
 
 pytestmark = pytest.mark.integration
@@ -166,12 +164,15 @@ def test_the_pytest_plugin_runs_the_same_checks(oip_server, tmp_path):
     """`pytest --pyargs harness.conformance` from an empty folder, JUnit XML out."""
     server = oip_server("kserve")
     xml = tmp_path / "junit.xml"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--pyargs", "harness.conformance.test_inference",
-         f"--verify-url={server.url}", f"--verify-model={MODEL}", f"--verify-onnx={ONNX}",
-         "-k", "not latency", f"--junitxml={xml}", "-q", "-p", "no:cacheprovider"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    proc = conformance_pytest(
+        f"--verify-url={server.url}",
+        f"--verify-model={MODEL}",
+        f"--verify-onnx={ONNX}",
+        "-k",
+        "test_inference and not latency",
+        f"--junitxml={xml}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert 'name="test_batch_invariance"' in xml.read_text()
 

@@ -8,15 +8,12 @@ bytes of large bodies (the integrity checks fail by name), a bucket whose policy
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 
 import pytest
 
-from harness.paths import ROOT
-from tests.integration._cli import harness
+from tests.integration._cli import conformance_pytest, harness
 from tests.integration._corrupting_proxy import CorruptingProxy
 
 pytestmark = pytest.mark.integration
@@ -160,28 +157,14 @@ def test_wrong_credentials_are_one_line(s3_env, verify_bucket):
 
 def test_same_checks_from_pytest_pyargs(s3_env, verify_bucket, tmp_path):
     """`pytest --pyargs harness.conformance --verify-s3-...` runs the very same module."""
-    env = {**os.environ, **s3_env, "PYTHONPATH": str(ROOT)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--pyargs",
-            "harness.conformance",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "-rA",
-            "-k",
-            "test_s3",
-            f"--verify-s3-endpoint={s3_env['S3_ENDPOINT_URL']}",
-            f"--verify-s3-bucket={verify_bucket}",
-        ],
+    r = conformance_pytest(
+        "-rA",
+        "-k",
+        "test_s3",
+        f"--verify-s3-endpoint={s3_env['S3_ENDPOINT_URL']}",
+        f"--verify-s3-bucket={verify_bucket}",
         cwd=tmp_path,  # none of this repository's pytest settings apply
-        env=env,
-        capture_output=True,
-        text=True,
+        env=s3_env,
         timeout=600,
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
