@@ -1,18 +1,28 @@
 """Side-by-side load on loopback (wrk -t2 -c32): nginx and the Python fallback against
-`python -m http.server` on the same pool, in one run; and `verify` of 2,000 files."""
+`python -m http.server` on the same pool, in one run; and `verify` of 2,000 files against a bare
+sequential download loop.
+
+Every floor is a ratio measured within one interleaved round, judged on the median over rounds,
+and asserted whatever the machine's load (a missed floor fails with the load in its message);
+requests per server CPU-second are reported, never asserted.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
 from harness.files.pool import MANIFEST, PoolSpec, build_pool, parse_manifest
 from harness.files.verify import verify
@@ -169,15 +179,27 @@ def test_requests_per_second_ratios(files_cfg, tmp_path: Path) -> None:
     finally:
         for srv in servers.values():
             srv.stop()
+    load_after = os.getloadavg()[0]
     results = {name: _combine(name, rs) for name, rs in runs.items()}
 
-    hs = results["http.server"].ok_per_s
-    ratio = {k: results[k].ok_per_s / hs for k in ("nginx", "python")}
-    # Successful requests per CPU-second of the server: what neighbours cannot distort.
+    # The asserted metric, whatever the load: requests/s over http.server's in the same round,
+    # median over rounds.
+    per_round = {
+        k: [a.ok_per_s / b.ok_per_s for a, b in zip(runs[k], runs["http.server"])]
+        for k in ("nginx", "python")
+    }
+    ratio = {k: statistics.median(v) for k, v in per_round.items()}
+    # Successful requests per CPU-second of each server: reported only, never asserted.
     per_cpu = {k: (r.requests - r.non_2xx) / max(cpu[k], 1e-3) for k, r in results.items()}
     cpu_ratio = {k: per_cpu[k] / per_cpu["http.server"] for k in ("nginx", "python")}
     summary = {k: {**asdict(v), "ok_per_s": round(v.ok_per_s, 1)} for k, v in results.items()}
-    summary |= {"ratio_vs_http_server": ratio, "ok_per_cpu_s": per_cpu, "cpu_ratio": cpu_ratio}
+    summary |= {
+        "median_ratio_vs_http_server": ratio,
+        "round_ratios": per_round,
+        "ok_per_cpu_s": per_cpu,
+        "cpu_ratio_reported": cpu_ratio,
+        "load_before_after": [load_before, load_after],
+    }
     (tmp_path / "files-perf.json").write_text(json.dumps(summary, indent=2))
     print(
         f"\nfile server load (wrk -t{pc.wrk_threads} -c{pc.connections}, "
@@ -189,9 +211,12 @@ def test_requests_per_second_ratios(files_cfg, tmp_path: Path) -> None:
             f"non-2xx {v.non_2xx}  socket errors {v.socket_errors}  timeouts {v.timeouts}  "
             f"{per_cpu[k]:7.0f} ok req/CPU-s"
         )
-    print(f"  ratios vs http.server: nginx {ratio['nginx']:.1f}x, python {ratio['python']:.1f}x")
     print(
-        f"  per server CPU-second: nginx {cpu_ratio['nginx']:.1f}x, "
+        f"  median ratio vs http.server: nginx {ratio['nginx']:.1f}x, "
+        f"python {ratio['python']:.1f}x"
+    )
+    print(
+        f"  per server CPU-second (reported only): nginx {cpu_ratio['nginx']:.1f}x, "
         f"python {cpu_ratio['python']:.1f}x"
     )
 
@@ -199,24 +224,47 @@ def test_requests_per_second_ratios(files_cfg, tmp_path: Path) -> None:
         r = results[impl]
         assert r.non_2xx == 0 and r.socket_errors == 0 and r.timeouts == 0, r
     cpus = os.cpu_count() or 1
-    if load_before > pc.max_load_per_cpu * cpus:
-        # Other jobs own the CPUs and the kernel shares them per thread (http.server runs one
-        # per connection): requests/s would measure the neighbours. Requests per CPU-second of
-        # each server cannot be distorted that way, so that is what is asserted then.
-        print(f"  machine busy (load {load_before:.1f} on {cpus} CPUs): asserting per-CPU ratios")
-        assert cpu_ratio["nginx"] >= pc.min_ratio_nginx, summary
-        assert cpu_ratio["python"] >= pc.min_ratio_python, summary
-        return
-    assert ratio["nginx"] >= pc.min_ratio_nginx, summary
-    assert ratio["python"] >= pc.min_ratio_python, summary
+    where = f"load {load_before:.1f} before, {load_after:.1f} after, on {cpus} CPUs"
+    for impl, floor in (("nginx", pc.min_ratio_nginx), ("python", pc.min_ratio_python)):
+        rounds = ", ".join(f"{x:.1f}" for x in per_round[impl])
+        assert ratio[impl] >= floor, (
+            f"{impl} served {ratio[impl]:.1f}x http.server's requests/s (median of rounds "
+            f"{rounds}); floor {floor}x ({where})"
+        )
+
+
+def _bare_download(url: str, entries: list[tuple[str, str]]) -> float:
+    """Files/s of the plainest correct check: one requests session, sequential, sha256 each."""
+    session = requests.Session()
+    start = time.perf_counter()
+    try:
+        for digest, rel in entries:
+            got = hashlib.sha256(session.get(f"{url}/{rel}", timeout=10).content).hexdigest()
+            assert got == digest, rel
+    finally:
+        session.close()
+    return len(entries) / (time.perf_counter() - start)
 
 
 def test_verify_2000_files(files_cfg, tmp_path: Path) -> None:
     pc = files_cfg.files.perf
     root = build_pool(tmp_path / "pool", PoolSpec(count=pc.verify_files, seed=7))
+    entries = parse_manifest((root / MANIFEST).read_text())
+    ratios, reports = [], []
     with LocalFileServer(root, files_cfg.files.server) as srv:
-        report = verify(srv.url, progress=False, jobs=pc.verify_jobs)
         impl = srv.impl
-    print(f"\nverify via {impl}: {report.summary()}")
-    assert report.ok and report.total == pc.verify_files
-    assert report.files_per_s > 0
+        # Interleaved rounds against the same server: verify, then the bare loop.
+        for _ in range(int(pc.verify_rounds)):
+            report = verify(srv.url, progress=False, jobs=pc.verify_jobs)
+            reports.append(report)
+            ratios.append(report.files_per_s / _bare_download(srv.url, entries))
+    ratio = statistics.median(ratios)
+    print(f"\nverify via {impl}: {reports[-1].summary()}")
+    print(f"  verify / bare sequential download: {', '.join(f'{r:.2f}' for r in ratios)}")
+    assert all(r.ok and r.total == pc.verify_files for r in reports)
+    floor = float(pc.min_verify_over_bare)
+    assert ratio >= floor, (
+        f"verify ran at {ratio:.2f}x a bare sequential download+sha256 loop (median of rounds "
+        f"{', '.join(f'{r:.2f}' for r in ratios)}); floor {floor}x "
+        f"(load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+    )
