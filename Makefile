@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: setup demo test lint cpp-test unit integration perf clean
+.PHONY: setup demo test lint cpp-test unit integration perf clean reports
 
 $(STAMP): pyproject.toml constraints.txt scripts/setup.sh setup.py $(wildcard harness/kernels/csrc/*)
 	bash scripts/setup.sh
@@ -39,8 +39,29 @@ cpp-test: setup
 	ctest --test-dir build/cpp-tests --output-on-failure
 
 # Each tier is its own pytest run: an empty tier exits 5 and fails the build instead of passing.
+# A run must leave the tree as it found it (reports go to the git-ignored .work/reports): the
+# tree's state before and after is compared, and a difference fails the build, listed. Every
+# tier still runs; the exit status is the tiers' own, or 1 for a tree the run changed.
 test: setup
-	$(MAKE) --no-print-directory lint cpp-test unit integration perf
+	state=$$(mktemp -d); bash scripts/tree-state.sh > $$state/before; \
+	status=0; $(MAKE) --no-print-directory lint cpp-test unit integration perf || status=$$?; \
+	bash scripts/tree-state.sh > $$state/after; \
+	if ! diff $$state/before $$state/after > $$state/diff; then \
+	  echo "make test: the run changed the working tree (< before, > after):"; \
+	  cat $$state/diff; \
+	  if [ $$status -eq 0 ]; then status=1; fi; \
+	fi; \
+	rm -rf $$state; exit $$status
+
+# Refresh the committed reference reports in reports/ with this machine's numbers (minutes; run
+# `make demo` first: it exports the model and converts MiniLM). Other runs write .work/reports.
+REPORTS := reports
+reports: setup
+	harness tune paths.reports_dir=$(REPORTS)
+	harness roofline paths.reports_dir=$(REPORTS)
+	harness roofline paths.reports_dir=$(REPORTS) roofline.dtype=fp16 \
+	  roofline.output.report=$(REPORTS)/roofline_fp16.md
+	harness embed compare paths.reports_dir=$(REPORTS)
 
 clean:
 	rm -rf .work build .pytest_cache .benchmarks

@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--configs", action="store_true", help="only (re)write the canonical config.pbtxt files"
     )
-    parser.add_argument("--report", action="store_true", help="write reports/embeddings.md")
+    parser.add_argument(
+        "--report", action="store_true", help="write the embeddings report into paths.reports_dir"
+    )
     add_overrides(parser)
 
 

@@ -1,4 +1,4 @@
-"""`harness tune`: sweep batching x instances with perf_analyzer; write reports/triton.md."""
+"""`harness tune`: sweep batching x instances with perf_analyzer; write triton.md (reports_dir)."""
 
 from __future__ import annotations
 

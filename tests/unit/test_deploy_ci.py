@@ -100,10 +100,13 @@ def test_integration_runs_on_both_backends() -> None:
 
 
 def test_perf_uploads_reports() -> None:
-    """The perf job uploads reports/ as an artifact, also when a test failed."""
+    """The perf job uploads the reports of its run (paths.reports_dir), even on failure."""
+    from harness.config import compose
+
     perf = load(WORKFLOW)["jobs"]["perf"]
     uploads = [s for s in perf["steps"] if str(s.get("uses", "")).startswith("actions/upload")]
-    assert uploads and uploads[0]["with"]["path"].rstrip("/") == "reports"
+    reports_dir = compose(["paths.work_dir=.work"]).paths.reports_dir
+    assert uploads and uploads[0]["with"]["path"].rstrip("/") == reports_dir
     assert uploads[0].get("if") == "always()"
 
 
