@@ -22,6 +22,7 @@ from harness.testing.fixtures_files import SECRET, make_attack_pool
 from harness.verify.files import request, settings
 from harness.verify.files.probes import WRITE_METHODS, range_cases
 from tests.integration._cli import ctrl_c_as_from_a_terminal, harness, lines_until
+from tests.integration._counting_proxy import CountingProxy
 
 pytestmark = pytest.mark.integration
 
@@ -173,22 +174,20 @@ def test_server_stopped_mid_download_is_a_failure(impl, tmp_path: Path, files_cf
     root = build_pool(tmp_path / "pool", PoolSpec(count=300, seed=2))
     srv = LocalFileServer(root, files_cfg.files.server, impl=impl)
     srv.start()
-    seen = []
-
-    def kill_after_some(res) -> None:
-        seen.append(res)
-        if len(seen) == 40:
-            srv.stop()
-
-    v = Verifier(srv.url, jobs=2, retries=1, backoff=0.01, timeout=3)
+    # Exactly 41 answers reach the verifier (the manifest + 40 files), then the server is
+    # stopped: deterministic whatever the machine's speed.
+    proxy = CountingProxy(srv.url, limit=41, on_limit=srv.stop)
+    v = Verifier(proxy.url, jobs=2, retries=1, backoff=0.01, timeout=3)
     try:
-        report = v.run(progress=False, on_result=kill_after_some)
+        with proxy:
+            report = v.run(progress=False)
     finally:
         v.close()
         srv.stop()
+    assert proxy.relayed == 41 and proxy.refused > 0
     assert not report.ok
-    assert report.counts[OK] < report.total == 300
-    assert report.counts[ERROR] > 0 and report.counts[MISMATCH] == 0
+    assert report.counts[OK] == 40 and report.total == 300
+    assert report.counts[ERROR] == 260 and report.counts[MISMATCH] == 0
     assert sum(report.counts.values()) == 300
     assert all(p.status == ERROR and "attempts" in p.detail for p in report.problems)
     # And from the command line: a dead server is a one-line failure, never success.
