@@ -50,7 +50,8 @@ class IntermixedParser(argparse.ArgumentParser):
     _inside = False
 
     def parse_known_args(self, args=None, namespace=None):  # noqa: D102 (argparse API)
-        if self._inside:
+        # argparse cannot intermix a parser that has sub-commands: those parse as usual.
+        if self._inside or any(a.nargs == argparse.PARSER for a in self._actions):
             return super().parse_known_args(args, namespace)
         self._inside = True
         try:
@@ -77,7 +78,8 @@ def build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, dict[str
         epilog="Run `harness <command> --help` for a command's options. "
         "Set HARNESS_TRACEBACK=1 to see full tracebacks.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    # Intermixed: `harness data prepare --force data.dir=X` (overrides after an option) works.
+    sub = parser.add_subparsers(dest="command", metavar="<command>", parser_class=IntermixedParser)
     modules: dict[str, object] = {}
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module_name, summary) in COMMANDS.items():
