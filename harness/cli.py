@@ -12,6 +12,7 @@ import importlib
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from harness.errors import HarnessError
@@ -107,15 +108,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"harness: error: {exc}", file=sys.stderr)
         if exc.detail and show_tb:
             print(exc.detail, file=sys.stderr)
-        if show_tb:
-            raise
+        if show_tb:  # the traceback as well, and still the error's own exit code
+            traceback.print_exc()
         return exc.exit_code
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # last resort: one line, not a traceback wall
         if show_tb:
-            raise
+            traceback.print_exc()
+            return 1
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         print(f"harness: error: {type(exc).__name__}: {msg}", file=sys.stderr)
         return 1
