@@ -29,9 +29,10 @@ from harness.paths import resolve
 from harness.perf.analyzer import run_perf_analyzer
 from harness.perf.ceiling import is_null_model, load_null_model, serves_with_python
 from harness.perf.tools import perf_analyzer_problem
-from harness.perf.tune import Variant, run_tune, variant_of
+from harness.perf.tune import Variant, variant_of
 from harness.serving.client import TritonClient
 from harness.serving.repository import config_from_json, read_config
+from tests.integration._cli import harness, ok
 
 pytestmark = pytest.mark.perf
 
@@ -193,8 +194,6 @@ def test_p99_within_budget(measured, triton_cfg):
 
 
 def test_tune_sweep_writes_report_and_applies_choice(triton_cfg, triton_golden, tmp_path):
-    from harness.config import compose
-
     repo = tmp_path / "repo"
     shutil.copytree(
         resolve(triton_cfg.triton.repository) / triton_cfg.triton.model_name,
@@ -202,17 +201,25 @@ def test_tune_sweep_writes_report_and_applies_choice(triton_cfg, triton_golden, 
     )
     model_dir = repo / triton_cfg.triton.model_name
     shutil.copyfile(triton_golden.model_path, model_dir / "1" / "model.onnx")
-    cfg = compose(
-        [
+    canonical = resolve(triton_cfg.triton.repository) / triton_cfg.triton.model_name
+    canonical_before = (canonical / "config.pbtxt").read_text()
+    # As a user types it: a subprocess, options then overrides.
+    res = ok(
+        harness(
+            "tune",
+            "--backend",
+            "local",
+            "--quick",
+            "--apply",
             f"triton.repository={repo}",
             f"triton.tune.report={tmp_path / 'triton.md'}",
             f"triton.tune.plot={tmp_path / 'triton.png'}",
             "triton.test.concurrency_sweep=[1,8]",
-        ]
+            timeout=1500,
+            env={"HARNESS_WORK_DIR": str(tmp_path / "work")},
+        )
     )
-    canonical = resolve(triton_cfg.triton.repository) / triton_cfg.triton.model_name
-    canonical_before = (canonical / "config.pbtxt").read_text()
-    lines = run_tune(cfg, backend="local", apply=True, quick=True)
+    lines = res.stdout.splitlines()
     report = (tmp_path / "triton.md").read_text()
     for section in (
         "## System",
