@@ -7,6 +7,7 @@ Covers what no other test ran this way: `data prepare|describe`, `tools install|
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -157,3 +158,55 @@ def test_demo_cheap_steps_end_to_end(tmp_path: Path) -> None:
     assert err < 1e-5, out
     assert re.search(r"(\d+) files served by \w+ at .*all sha256 match", out)
     print(f"\nharness demo --only kernels,files: {took:.0f} s")
+
+
+def test_embed_text_prints_what_sentence_transformers_computes(embed_conversions) -> None:
+    from harness.embeddings.model import model_path
+    from harness.embeddings.oracle import oracle_embed
+
+    cfg = compose([])
+    texts = ["The cat sat on the mat.", "Embeddings map sentences to vectors."]
+    res = ok(
+        harness(
+            "embed",
+            "text",
+            "--formats",
+            "onnx,openvino",
+            "--text",
+            texts[0],
+            "--text",
+            texts[1],
+            "--no-convert",
+            timeout=600,
+        )
+    )
+    got = json.loads(res.stdout[res.stdout.index("{") : res.stdout.rindex("}") + 1])
+    want = oracle_embed(str(model_path(cfg.embed.model.package)), texts)[:, :8]
+    assert sorted(got) == ["onnx", "openvino"]
+    for fmt, rows in got.items():
+        diff = np.abs(np.array(rows) - want).max()
+        assert diff <= float(cfg.embed.thresholds.exact_max_abs), (fmt, diff)
+
+
+def test_embed_perf_measures_every_configured_point(embed_conversions, tmp_path: Path) -> None:
+    res = ok(
+        harness(
+            "embed",
+            "perf",
+            "--formats",
+            "onnx",
+            "--no-convert",
+            "embed.perf.seq_lengths=[32]",
+            "embed.perf.concurrency=[1,2]",
+            "embed.perf.measurement_interval_ms=500",
+            "embed.perf.inprocess_repeats=1",
+            f"embed.reports_dir={tmp_path}",
+            timeout=900,
+            env={"HARNESS_WORK_DIR": str(tmp_path / "work")},
+        )
+    )
+    rows = re.findall(r"^(\S+)\s+seq=(\d+)\s+c=(\d+)\s+([\d.]+) infer/s", res.stdout, re.M)
+    assert sorted((f, int(s), int(c)) for f, s, c, _ in rows) == [("onnx", 32, 1), ("onnx", 32, 2)]
+    assert all(float(tp) > 0 for *_, tp in rows), rows  # each point was really served
+    report = Path(re.search(r"^report: (\S+)", res.stdout, re.M).group(1))
+    assert report.is_file() and report.parent == tmp_path
