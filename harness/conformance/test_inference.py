@@ -476,10 +476,11 @@ def test_latency_and_throughput(ctx, record_metric) -> None:
             note = f"perf_analyzer could not measure ({exc}); Locust measured instead"
     if result is None:
         from harness.verify.inference import _json_tensor
+        from harness.verify.urls import base_url
 
         body = {"inputs": [_json_tensor(k, v) for k, v in feed.items()]}
         result = load.run_locust(
-            t.url,
+            base_url(t.url),  # Locust needs the scheme: users type host:port too
             t.model,
             body,
             concurrency=conc,

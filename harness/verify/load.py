@@ -26,6 +26,7 @@ from omegaconf import DictConfig
 from harness.errors import HarnessError
 from harness.perf.analyzer import run_perf_analyzer
 from harness.perf.tools import perf_analyzer_problem
+from harness.verify.urls import base_url
 
 # Run by path, never imported here: importing locust monkey-patches this process with gevent.
 LOCUSTFILE = Path(__file__).resolve().with_name("locustfile.py")
@@ -147,6 +148,7 @@ def run_locust(
     in flight."""
     if concurrency < 1 or duration_s <= 0 or processes < 1:
         raise HarnessError("Locust load needs concurrency >= 1, duration_s > 0 and processes >= 1")
+    url = base_url(url)  # `host:port` as users type it; Locust's --host needs the scheme
     rate = float(spawn_rate) if spawn_rate else float(concurrency)
     keep = work_dir is not None
     run_dir = Path(work_dir) if keep else Path(tempfile.mkdtemp(prefix="harness-locust."))
