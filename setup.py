@@ -71,7 +71,7 @@ blas = blas_options()
 ext = Pybind11Extension(
     "harness.kernels._cosine",
     [f"{CSRC}/module.cpp"],
-    depends=[f"{CSRC}/cosine.hpp", f"{CSRC}/blas.hpp"],
+    depends=[f"{CSRC}/cosine.hpp", f"{CSRC}/index.hpp", f"{CSRC}/blas.hpp"],
     include_dirs=[CSRC, *blas["include_dirs"]],
     library_dirs=blas["library_dirs"],
     libraries=blas["libraries"],

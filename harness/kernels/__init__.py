@@ -1,5 +1,6 @@
 """Cosine similarity between sets of vectors: a C++ kernel over OpenBLAS, bound with pybind11.
 
+``CosineIndex(vectors)`` (harness/kernels/index.py) prepares a set once for exact top-k search.
 ``cosine_similarity(a, b)`` is the (N, M) matrix of cosines between the rows of ``a`` (N, D) and
 ``b`` (M, D); ``paired_cosine_similarity(a, b)`` the (N,) cosines of matching rows. Semantics
 (docs/kernels.md): float32 stays float32, anything else real is computed in float64 (mixed
@@ -22,7 +23,7 @@ with coretype_env():  # OpenBLAS reads its kernel family once, when it loads
 
     from harness.kernels import _cosine
 
-__all__ = ["cosine_similarity", "paired_cosine_similarity", "blas_info"]
+__all__ = ["cosine_similarity", "paired_cosine_similarity", "blas_info", "CosineIndex"]
 
 BLAS: str = _cosine.BLAS
 # Output rows per BLAS call are chosen so one block of the output is at most this many bytes;
@@ -127,3 +128,6 @@ def paired_cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def blas_info() -> dict[str, object]:
     """Which BLAS the extension was built against, its configuration and thread count."""
     return {"blas": BLAS, "config": _cosine.blas_config(), "threads": _cosine.blas_threads()}
+
+
+from harness.kernels.index import CosineIndex  # noqa: E402  (needs _matrix, defined above)

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cosine.hpp"
+#include "index.hpp"
 
 namespace py = pybind11;
 namespace hk = harness_kernels;
@@ -89,6 +90,46 @@ void paired(const py::array& a, const py::array& b, py::array out) {
         paired_t<double>(a, b, out);
 }
 
+// Apply fn(view) to `arr` (2-D, float32 or float64; any strides) as a View of its dtype.
+template <class Fn>
+void with_view(const py::array& arr, Fn&& fn) {
+    py::object hold;
+    if (is_f32(arr)) {
+        const hk::View<float> v = any_view<float>(arr, hold);
+        py::gil_scoped_release nogil;
+        fn(v);
+    } else {
+        const hk::View<double> v = any_view<double>(arr, hold);
+        py::gil_scoped_release nogil;
+        fn(v);
+    }
+}
+
+py::tuple index_search(const hk::CosineIndex& ix, const py::array& q, hk::idx k,
+                       const hk::SearchOptions& opt) {
+    const hk::idx n = q.shape(0);
+    py::array_t<float> scores({n, k});
+    py::array_t<std::int64_t> ids({n, k});
+    float* s = scores.mutable_data();
+    std::int64_t* i = ids.mutable_data();
+    with_view(q, [&](const auto& v) { ix.search(v, k, s, i, opt); });
+    return py::make_tuple(scores, ids);
+}
+
+void index_similarity(const hk::CosineIndex& ix, const py::array& q, py::array out,
+                      const hk::SearchOptions& opt) {
+    float* o = static_cast<float*>(out.mutable_data());
+    const hk::idx ldo = out.shape(1);
+    with_view(q, [&](const auto& v) { ix.similarity(v, o, ldo, opt); });
+}
+
+double stream_sum(const py::array& x, int threads) {
+    const float* p = static_cast<const float*>(x.data());
+    const hk::idx n = x.size();
+    py::gil_scoped_release nogil;
+    return hk::stream_sum(p, n, threads);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_cosine, m) {
@@ -102,4 +143,33 @@ PYBIND11_MODULE(_cosine, m) {
     m.def("blas_config", []() { return std::string(hk::blas::config()); },
           "OpenBLAS build configuration string of the linked library");
     m.attr("BLAS") = HARNESS_BLAS_NAME;
+
+    py::class_<hk::SearchOptions>(m, "SearchOptions", "Blocking/threading of CosineIndex scans")
+        .def(py::init<>())
+        .def_readwrite("block_rows", &hk::SearchOptions::block_rows)
+        .def_readwrite("query_block", &hk::SearchOptions::query_block)
+        .def_readwrite("parallel_min_work", &hk::SearchOptions::parallel_min_work)
+        .def_readwrite("threads", &hk::SearchOptions::threads);
+    py::class_<hk::CosineIndex>(m, "Index", "Normalised set for exact cosine top-k (C++)")
+        .def(py::init([](hk::idx dim, bool half) {
+                 return new hk::CosineIndex(dim, half ? hk::Storage::f16 : hk::Storage::f32);
+             }),
+             py::arg("dim"), py::arg("float16"))
+        .def("add", [](hk::CosineIndex& ix,
+                       const py::array& v) { with_view(v, [&](const auto& w) { ix.add(w); }); },
+             py::arg("vectors"), "append rows (2-D float32/float64 of D columns), normalised")
+        .def("search", &index_search, py::arg("queries"), py::arg("k"), py::arg("options"),
+             "(scores (n, k) float32, ids (n, k) int64): best first, ties by smaller id")
+        .def("similarity", &index_similarity, py::arg("queries"), py::arg("out"),
+             py::arg("options"), "out (n, size) float32 C-contiguous = cosines, clipped")
+        .def("threads", &hk::CosineIndex::plan_threads, py::arg("queries"), py::arg("options"),
+             "threads a search of this many queries uses")
+        .def_property_readonly("size", &hk::CosineIndex::size)
+        .def_property_readonly("dim", &hk::CosineIndex::dim)
+        .def_property_readonly("stride", &hk::CosineIndex::stride)
+        .def_property_readonly("nbytes", &hk::CosineIndex::nbytes);
+    m.def("index_isa", []() { return std::string(hk::isa().name); },
+          "instruction set of CosineIndex's dot loops: avx512, avx2 or scalar");
+    m.def("stream_sum", &stream_sum, py::arg("x"), py::arg("threads"),
+          "sum of a C-contiguous float32 array read by `threads` threads (bandwidth probe)");
 }
