@@ -7,7 +7,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 @contextlib.contextmanager
@@ -32,3 +32,21 @@ def atomic_open(target: str | os.PathLike[str], mode: str = "w", **kwargs) -> It
         yield fh
         fh.flush()
         os.fsync(fh.fileno())
+
+
+PREDICTIONS_HEADER = ("index", "true_label", "predicted_label", "confidence")
+
+
+def write_predictions(
+    target: str | os.PathLike[str], predicted: Any, confidence: Any, labels: Any = None
+) -> Path:
+    """predictions.csv (index, true_label, predicted_label, confidence), written atomically."""
+    import csv
+
+    with atomic_open(target, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(PREDICTIONS_HEADER)
+        for i in range(len(predicted)):
+            true = "" if labels is None else int(labels[i])
+            w.writerow([i, true, int(predicted[i]), f"{float(confidence[i]):.6f}"])
+    return Path(target)

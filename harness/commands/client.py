@@ -24,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "[N,1,28,28]; default: the test split",
     )
     parser.add_argument("--batch-size", type=int, help="images per request")
+    parser.add_argument(
+        "--predictions",
+        help="also write the predictions as CSV (the columns of `harness infer`'s predictions.csv)",
+    )
     add_overrides(parser)
 
 
@@ -39,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         image_files=args.images,
         batch_size=args.batch_size,
+        predictions_file=args.predictions,
     ):
         print(line)
     return 0

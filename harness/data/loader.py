@@ -10,6 +10,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from harness.data.idx import read_idx
+from harness.data.preprocess import to_model_input
 from harness.errors import HarnessError
 from harness.paths import resolve
 
@@ -27,10 +28,10 @@ class Split:
         return len(self.labels)
 
     def tensors(self, pixel_scale: float):
-        """float32 images (N, 1, H, W) in [0, 1] and int64 labels, as torch tensors."""
+        """Model-ready float32 images (N, 1, H, W) and int64 labels, as torch tensors."""
         import torch
 
-        x = torch.from_numpy(self.images.astype(np.float32) / pixel_scale).unsqueeze(1)
+        x = torch.from_numpy(to_model_input(self.images, pixel_scale))
         return x, torch.from_numpy(self.labels)
 
 

@@ -8,40 +8,22 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
+from harness.data.preprocess import to_model_input
 from harness.errors import HarnessError
-
-
-def digits_28x28(images_8x8: np.ndarray) -> np.ndarray:
-    """scikit-learn 8x8 digits (0..16) -> float32 [N,1,28,28] in [0,1] (bilinear)."""
-    import torch
-
-    x = torch.from_numpy(images_8x8.astype(np.float32) / 16.0).unsqueeze(1)
-    x = torch.nn.functional.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False)
-    return x.clamp(0, 1).numpy().astype(np.float32)
+from harness.io import write_predictions
 
 
 def test_split(cfg: DictConfig) -> tuple[np.ndarray, np.ndarray, str]:
-    """(images [N,1,28,28] float32, labels, description) of the test split."""
-    try:  # the data pipeline's own test split (IDX files, built by `harness data prepare`)
-        from harness.data.loader import load_split
+    """(model-ready images [N,1,28,28], labels, description) of the data set's test split."""
+    from harness.data.loader import load_split
 
-        split = load_split(cfg, "test")
-        images = split.images.astype(np.float32)[:, None] / float(cfg.data.pixel_scale)
-        return images, np.asarray(split.labels), f"{cfg.data.name} test split"
-    except (ImportError, AttributeError, KeyError, HarnessError):
-        pass  # the data package is absent or not configured: use the built-in hold-out below
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    d = load_digits()
-    _, x, _, y = train_test_split(
-        d.images, d.target, test_size=0.2, random_state=int(cfg.seed), stratify=d.target
-    )
-    return digits_28x28(x), y.astype(np.int64), "scikit-learn digits, 20% stratified hold-out"
+    split = load_split(cfg, "test")  # built (digits) or fetched (DVC) when missing
+    images = to_model_input(split.images, float(cfg.data.pixel_scale))
+    return images, np.asarray(split.labels), f"{cfg.data.name} test split"
 
 
-def load_images(paths: list[str]) -> np.ndarray:
-    """Image files (PNG/JPEG: grey, resized to 28x28, scaled to [0,1]) or .npy arrays."""
+def load_images(paths: list[str], pixel_scale: float) -> np.ndarray:
+    """Image files (PNG/JPEG: grey 28x28, preprocessed as in training) or model-ready .npy."""
     out = []
     for p in map(Path, paths):
         if not p.is_file():
@@ -57,7 +39,7 @@ def load_images(paths: list[str]) -> np.ndarray:
                 grey = img.convert("L").resize((28, 28))
         except Exception as exc:
             raise HarnessError(f"cannot read image {p}: {exc}") from exc
-        out.append(np.asarray(grey, np.float32).reshape(1, 1, 28, 28) / 255.0)
+        out.append(to_model_input(np.asarray(grey).reshape(1, 28, 28), pixel_scale))
     return np.concatenate(out)
 
 
@@ -70,6 +52,7 @@ def run_client(
     image_files: list[str] | None = None,
     batch_size: int | None = None,
     server=None,
+    predictions_file: str | None = None,
 ) -> list[str]:
     """Classify images on Triton (a given URL, a given server, or one started for the run)."""
     from contextlib import nullcontext
@@ -82,7 +65,8 @@ def run_client(
     model = model or cfg.triton.model_name
     batch = int(batch_size or c.batch_size)
     if image_files:
-        images, labels, what = load_images(image_files), None, f"{len(image_files)} file(s)"
+        images, labels = load_images(image_files, float(cfg.data.pixel_scale)), None
+        what = f"{len(image_files)} file(s)"
     else:
         images, labels, what = test_split(cfg)
         if c.test_samples:
@@ -96,11 +80,13 @@ def run_client(
         address = url or srv.address(protocol)
         with TritonClient(address, protocol, c.timeout_s, c.connect_timeout_s) as client:
             client.info(model)  # fail early on an unknown model
-            latencies, preds = [], []
+            latencies, preds, confs = [], [], []
             for i in range(0, len(images), batch):
                 t0 = time.perf_counter()
-                preds.append(client.classify(model, images[i : i + batch]).labels)
+                answer = client.classify(model, images[i : i + batch])
                 latencies.append((time.perf_counter() - t0) * 1000.0)
+                preds.append(answer.labels)
+                confs.append(answer.probabilities.max(axis=1))
     pred = np.concatenate(preds)
     p = np.percentile(latencies, [50, 90, 95, 99])
     lines = [
@@ -108,6 +94,9 @@ def run_client(
         f"  requests: {len(latencies)} of <= {batch} images; latency ms p50 {p[0]:.2f} "
         f"p90 {p[1]:.2f} p95 {p[2]:.2f} p99 {p[3]:.2f}",
     ]
+    if predictions_file:
+        path = write_predictions(predictions_file, pred, np.concatenate(confs), labels)
+        lines.append(f"  predictions: {path} ({len(pred)} rows)")
     if labels is not None:
         lines.insert(1, f"  accuracy: {(pred == labels).mean():.4f}")
     else:

@@ -31,6 +31,7 @@ def query_model_server(url: str, images: np.ndarray, input_name: str, timeout: f
 def run_demo(cfg: DictConfig) -> list[str]:
     """Run the pipeline on `cfg` and return summary lines (one MLflow server for it all)."""
     from harness.data.loader import load_split, prepare
+    from harness.data.preprocess import to_model_input
     from harness.export.onnx import export_onnx, onnx_session
     from harness.services.mlflow import (
         configured_tracking_uri,
@@ -69,7 +70,7 @@ def run_demo(cfg: DictConfig) -> list[str]:
         lines.append(f"export: {onnx_path}")
         if result.get("model_uri"):
             test = load_split(cfg, "test")
-            x = (test.images[:16].astype(np.float32) / cfg.data.pixel_scale)[:, None]
+            x = to_model_input(test.images[:16], cfg.data.pixel_scale)
             ref = onnx_session(onnx_path).run([cfg.export.output_name], {cfg.export.input_name: x})[
                 0
             ]

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import csv
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
 
 from harness.data.loader import load_split
-from harness.io import atomic_open
+from harness.io import write_predictions
 from harness.paths import resolve
 from harness.training.loop import load_trained, predict, setup_determinism
 from harness.training.metrics import accuracy, confusion_matrix, format_confusion, macro_f1
-
-CSV_HEADER = ("index", "true_label", "predicted_label", "confidence")
 
 
 def infer(cfg: DictConfig, split: str = "test") -> dict[str, Any]:
@@ -26,12 +23,7 @@ def infer(cfg: DictConfig, split: str = "test") -> dict[str, Any]:
     probs = torch.softmax(predict(model, x, cfg.train.eval_batch_size), dim=1)
     conf, pred = probs.max(1)
     y_np, pred_np = y.numpy(), pred.numpy()
-    path = resolve(cfg.train.predictions_file)
-    with atomic_open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(CSV_HEADER)
-        for i in range(len(y_np)):
-            w.writerow([i, int(y_np[i]), int(pred_np[i]), f"{float(conf[i]):.6f}"])
+    path = write_predictions(resolve(cfg.train.predictions_file), pred_np, conf.numpy(), y_np)
     cm = confusion_matrix(y_np, pred_np, saved.model.num_classes)
     return {
         "predictions_file": str(path),

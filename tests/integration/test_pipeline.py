@@ -154,3 +154,37 @@ def test_run_server_answers_match_onnxruntime(run_dir):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     assert not http_ok(url + "/ping", timeout=1)  # the model server went with it
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_client_on_triton_predicts_what_infer_predicts(run_dir, protocol, tmp_path):
+    """Train/serve skew: `harness client` (served ONNX) and `harness infer` (torch) agree on the
+    test split prediction for prediction; both preprocess with harness.data.preprocess."""
+    import shutil
+
+    overrides, d = run_dir
+    ok(harness("export", *overrides))
+    shutil.copyfile(
+        ROOT / "model_repository" / "mnist-onnx" / "config.pbtxt",
+        d / "repo" / "mnist-onnx" / "config.pbtxt",
+    )
+    ok(harness("infer", *overrides))
+    infer_rows = list(csv.DictReader(open(d / "artifacts" / "predictions.csv")))
+    out = tmp_path / "client.csv"
+    proc = ok(
+        harness(
+            "client", "--protocol", protocol, "--predictions", str(out), *overrides,
+            f"paths.model_repository={d}/repo", "triton.client.test_samples=0",
+            timeout=300,
+        )  # fmt: skip
+    )
+    client_rows = list(csv.DictReader(open(out)))
+    assert len(client_rows) == len(infer_rows) == 359
+    for a, b in zip(client_rows, infer_rows):
+        assert (a["index"], a["true_label"], a["predicted_label"]) == (
+            b["index"], b["true_label"], b["predicted_label"],
+        )  # fmt: skip
+        assert float(a["confidence"]) == pytest.approx(float(b["confidence"]), abs=1e-5)
+    acc = float(re.search(r"accuracy: ([\d.]+)", proc.stdout).group(1))
+    infer_acc = np.mean([r["true_label"] == r["predicted_label"] for r in infer_rows])
+    assert acc == pytest.approx(infer_acc, abs=1e-4)
