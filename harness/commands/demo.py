@@ -17,6 +17,7 @@ STEPS: dict[str, tuple[str, str]] = {
     "storage": ("harness.storage.demo", "checkpoints to S3, resume once"),
     "kernels": ("harness.kernels.demo", "C++/BLAS cosine similarity vs numpy"),
     "files": ("harness.files.demo", "file pool served over HTTP and verified by hash"),
+    "search": ("harness.files.search", "semantic search over a file pool: MiniLM + CosineIndex"),
     "embeddings": ("harness.embeddings.demo", "MiniLM in every CPU format, drift comparison"),
     "roofline": ("harness.roofline.demo", "roofline report for the CNN and MiniLM"),
 }

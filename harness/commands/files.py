@@ -1,4 +1,5 @@
-"""`harness files build|serve|verify|nginx-config`: a pool of text files over HTTP, verified."""
+"""`harness files build|serve|verify|nginx-config|search`: a pool of text files over HTTP, verified,
+and searched by meaning."""
 
 from __future__ import annotations
 
@@ -41,6 +42,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     v.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     add_overrides(v)
 
+    q = sub.add_parser("search", help="the files of a pool nearest a text (MiniLM + CosineIndex)")
+    q.add_argument("query", help="the text to search for")
+    q.add_argument("--k", type=int, help="files to print (default: kernels.index.files_search.k)")
+    q.add_argument("--pool", help="pool folder (default: files.pool.dir)")
+    q.add_argument(
+        "--url", help="embed with the model served here (OIP HTTP) instead of in-process"
+    )
+    q.add_argument("--model", help="name of the served text-in model (with --url)")
+    add_overrides(q)
+
     n = sub.add_parser("nginx-config", help="print the nginx config (local or for a container)")
     n.add_argument("dir", nargs="?", help="pool folder (local config); omit with --container")
     n.add_argument("--container", action="store_true", help="config for the official nginx image")
@@ -51,9 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Dispatch to the chosen action."""
     cfg = compose(args.overrides)
-    return {"build": _build, "serve": _serve, "verify": _verify, "nginx-config": _nginx}[
-        args.action
-    ](args, cfg)
+    return {
+        "build": _build,
+        "serve": _serve,
+        "verify": _verify,
+        "nginx-config": _nginx,
+        "search": _search,
+    }[args.action](args, cfg)
 
 
 def _build(args: argparse.Namespace, cfg) -> int:
@@ -151,4 +166,24 @@ def _nginx(args: argparse.Namespace, cfg) -> int:
     port = args.port or 8080
     runtime = resolve(cfg.files.server.runtime_dir) / f"nginx-{port}"
     sys.stdout.write(nginx.render(args.dir, f"{cfg.files.server.host}:{port}", runtime, ncfg))
+    return 0
+
+
+def _search(args: argparse.Namespace, cfg) -> int:
+    from harness.files.search import search_pool
+    from harness.paths import resolve
+
+    sc = cfg.kernels.index.files_search
+    root = resolve(args.pool or cfg.files.pool.dir)
+    k = sc.k if args.k is None else args.k
+    hits, skipped = search_pool(root, args.query, int(k), sc, url=args.url, model=args.model)
+    for hit in hits:
+        print(f"{hit.score:.4f}  {hit.path}")
+    if skipped:
+        print(
+            f"({len(skipped)} files skipped: {', '.join(skipped[:3])}"
+            + (", ..." if len(skipped) > 3 else "")
+            + ")",
+            file=sys.stderr,
+        )
     return 0
