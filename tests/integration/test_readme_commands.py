@@ -14,8 +14,8 @@ import pytest
 
 from harness.files.verify import MANIFEST
 from harness.paths import ROOT
-from harness.serving.golden import load_golden
 from harness.services.fileserver import LocalFileServer
+from harness.serving.golden import load_golden
 from harness.verify.inference import write_golden
 from tests import readme
 
