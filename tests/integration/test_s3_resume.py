@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
+import io
 import uuid
 from dataclasses import replace
 
@@ -13,10 +12,12 @@ import torch
 from harness.config import compose
 from harness.models.cnn import build_model
 from harness.storage.checkpoints import CheckpointError, S3CheckpointStore
+from harness.storage.faultproxy import FaultProxy
 from harness.storage.s3 import RetryPolicy, S3Client
 from harness.testing.states import assert_bit_identical
 from harness.training.loop import make_optimizer, make_scheduler
 from harness.training.state import capture_state
+from harness.verify.urls import host_port
 from tests.integration._cli import harness, ok
 
 pytestmark = pytest.mark.integration
@@ -129,33 +130,42 @@ def test_resume_from_bad_checkpoint_fails_cleanly(
     assert snapshot() == before and not (tmp_path / "run" / "model.pt").exists()
 
 
-def test_server_stopped_during_save_then_resume(tmp_path, data_dir, s3_service, s3_bucket, s3_env):
-    """The S3 process is stopped while a checkpoint is saved: clear error, `latest` unchanged;
-    once the server is back, `harness train resume=true` continues from the previous one."""
-    if getattr(s3_service, "pid", None) is None:
-        pytest.skip("needs the local S3 backend (a server process this test may stop)")
-    prefix = f"stop-{uuid.uuid4().hex[:8]}"
+def test_upload_cut_mid_checkpoint_then_resume(tmp_path, data_dir, s3_service, s3_bucket, s3_env):
+    """The connection to S3 is cut after exactly N bytes of the next checkpoint's upload (a
+    fault proxy counting bytes, no race with the clock): clear error, `latest` unchanged; then
+    `harness train resume=true` continues from the previous checkpoint."""
+    prefix = f"cut-{uuid.uuid4().hex[:8]}"
     args = _args(tmp_path, data_dir, s3_bucket, prefix, "run")
     cfg = compose([*args])
     model = build_model(cfg.model)
     optimizer = make_optimizer(cfg, model)
     scheduler = make_scheduler(cfg, optimizer)
-    client = S3Client(
-        replace(
-            s3_service.settings(s3_bucket),
-            connect_timeout=1.0,
-            read_timeout=1.0,
-            retry=RetryPolicy(max_attempts=2, base_delay=0.05, max_delay=0.1),
+    host, port = host_port(s3_service.url)
+    with FaultProxy(host, port) as proxy:
+        client = S3Client(
+            replace(
+                s3_service.settings(s3_bucket),
+                endpoint_url=proxy.url,
+                connect_timeout=1.0,
+                read_timeout=1.0,
+                retry=RetryPolicy(max_attempts=2, base_delay=0.05, max_delay=0.1),
+            )
         )
-    )
-    store = S3CheckpointStore.from_config(cfg, client=client)
-    prev = store.save(capture_state(model, optimizer, scheduler, 1, 12, cfg), epoch=1)
-    os.kill(s3_service.pid, signal.SIGSTOP)
-    try:
+        store = S3CheckpointStore.from_config(cfg, client=client)
+        prev = store.save(capture_state(model, optimizer, scheduler, 1, 12, cfg), epoch=1)
+        state = capture_state(model, optimizer, scheduler, 2, 24, cfg)
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        size = buf.getbuffer().nbytes
+        cut = size // 2  # well past the request line and headers, well inside the body
+        before = proxy.forwarded_up
+        proxy.cut_after(cut)
         with pytest.raises(CheckpointError, match=r"saving checkpoint s3://\S+ failed; `latest`"):
-            store.save(capture_state(model, optimizer, scheduler, 2, 24, cfg), epoch=2)
-    finally:
-        os.kill(s3_service.pid, signal.SIGCONT)
+            store.save(state, epoch=2)
+        assert proxy.forwarded_up - before == cut  # the upload was reached and cut mid-body
+        proxy.restore()
+    # the server itself was never touched: read it directly
+    store = S3CheckpointStore.from_config(cfg, client=s3_service.client(s3_bucket))
     assert store.latest() == prev and store.list() == [prev]
     proc = ok(harness("train", *args, "resume=true", env=s3_env))
     assert "test accuracy" in proc.stdout
