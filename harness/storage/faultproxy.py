@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+from collections.abc import Callable
 
 _CHUNK = 64 * 1024
 
@@ -44,6 +45,7 @@ class FaultProxy:
         self._down = False
         self._drop_next = 0
         self._cut_budget: int | None = None
+        self._trigger: tuple[int, Callable[[], None]] | None = None
         self._conns: set[socket.socket] = set()
         self.accepted = 0
         self.dropped = 0
@@ -68,6 +70,14 @@ class FaultProxy:
         with self._lock:
             self._cut_budget = nbytes
 
+    def on_bytes(self, nbytes: int, action: Callable[[], None]) -> None:
+        """Run `action` once after `nbytes` more client->server bytes, before the rest passes.
+
+        Counted bytes, not a clock: e.g. stop the real server process exactly mid-upload.
+        """
+        with self._lock:
+            self._trigger = (nbytes, action)
+
     def go_down(self) -> None:
         """Cut every open connection and reset new ones until `restore()`."""
         with self._lock:
@@ -82,6 +92,7 @@ class FaultProxy:
             self._down = False
             self._drop_next = 0
             self._cut_budget = None
+            self._trigger = None
 
     def stop(self) -> None:
         """Stop accepting and close everything."""
@@ -138,14 +149,26 @@ class FaultProxy:
                 if not data or self._down:
                     break  # down: nothing more passes, in either direction
                 if upward:
+                    fire, rest = None, b""
                     with self._lock:
                         budget = self._cut_budget
                         if budget is not None:
                             data = data[: max(0, budget)]
                             self._cut_budget = budget - len(data)
-                        self.forwarded_up += len(data)
+                        if self._trigger is not None:
+                            left, action = self._trigger
+                            if len(data) >= left:
+                                data, rest, fire = data[:left], data[left:], action
+                                self._trigger = None
+                            else:
+                                self._trigger = (left - len(data), action)
+                        self.forwarded_up += len(data) + len(rest)
                     if data:
                         dst.sendall(data)
+                    if fire is not None:
+                        fire()
+                        if rest:
+                            dst.sendall(rest)
                     if (
                         budget is not None
                         and self._cut_budget is not None

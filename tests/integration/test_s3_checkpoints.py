@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import replace
 
@@ -30,6 +29,7 @@ from harness.storage.s3 import (
     StorageAuthError,
     StorageUnavailable,
 )
+from harness.verify.urls import host_port
 from tests.integration._cli import harness
 
 pytestmark = pytest.mark.integration
@@ -271,13 +271,17 @@ def test_server_gone_mid_upload_latest_stays_previous(cfg, s3_service, s3_bucket
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="SIGSTOP/SIGCONT of the server process")
-def test_server_process_stopped_during_save(cfg, s3_service, s3_bucket):
-    """The real server process is stopped (SIGSTOP) while saving: clear error, resume after."""
+def test_server_process_stopped_during_save(cfg, s3_service, s3_bucket, request):
+    """The real server process is stopped (SIGSTOP) mid-upload: clear error, resume after."""
     if getattr(s3_service, "pid", None) is None:
         pytest.skip("needs the local S3 backend (a server process this test may stop)")
+    host, port = host_port(s3_service.url)
+    proxy = FaultProxy(host, port)
+    request.addfinalizer(proxy.stop)
     client = S3Client(
         replace(
             s3_service.settings(s3_bucket),
+            endpoint_url=proxy.url,
             read_timeout=1.0,
             connect_timeout=1.0,
             retry=RetryPolicy(max_attempts=2, base_delay=0.05, max_delay=0.1),
@@ -290,27 +294,24 @@ def test_server_process_stopped_during_save(cfg, s3_service, s3_bucket):
     prev_state = training_state(cfg, steps=1)
     prev = store.save(prev_state, epoch=1)
     big = training_state(cfg, steps=2, extra_mb=20)
-    start = client.attempts
-    stopped = threading.Event()
+    stopped = []
 
-    def stop_when_uploading() -> None:
-        # read latest, head, create upload, part 1: then the server stops mid-upload
-        while client.attempts < start + 4:
-            time.sleep(0.001)
+    def stop_server() -> None:
         os.kill(s3_service.pid, signal.SIGSTOP)
-        stopped.set()
+        stopped.append(proxy.forwarded_up)
 
-    stopper = threading.Thread(target=stop_when_uploading, daemon=True)
-    stopper.start()
+    # Counted bytes, not a polling thread: the server stops 7 MB into the 20 MB upload (its
+    # second 5 MB part), every time.
+    proxy.on_bytes(7 * MB, stop_server)
     try:
         with pytest.raises(CheckpointError, match="saving checkpoint .* failed; `latest` still"):
             store.save(big, epoch=2)
     finally:
-        stopper.join(timeout=5)
         os.kill(s3_service.pid, signal.SIGCONT)
-    assert stopped.is_set()
-    assert store.latest() == prev
-    assert_same(store.load(), prev_state)
+    assert stopped, "the upload never reached 7 MB"
+    direct = make_store(cfg, s3_service.client(s3_bucket, ensure_bucket=False))
+    assert direct.latest() == prev
+    assert_same(direct.load(), prev_state)
 
 
 def test_wrong_credentials_clear_auth_error(s3_service, s3_bucket):
