@@ -15,6 +15,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from harness.commands.args import IntermixedParser
 from harness.errors import HarnessError
 
 # name -> (module, one-line summary)
@@ -43,32 +44,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "demo": ("harness.commands.demo", "run the whole pipeline end to end on embedded defaults"),
 }
-
-
-class IntermixedParser(argparse.ArgumentParser):
-    """Lets Hydra overrides follow options (`build DIR --count 5 files.pool.seed=3`)."""
-
-    _inside = False
-
-    def parse_known_args(self, args=None, namespace=None):  # noqa: D102 (argparse API)
-        # argparse cannot intermix a parser that has sub-commands: those parse as usual.
-        if self._inside or any(a.nargs == argparse.PARSER for a in self._actions):
-            return super().parse_known_args(args, namespace)
-        self._inside = True
-        try:
-            return self.parse_known_intermixed_args(args, namespace)
-        finally:
-            self._inside = False
-
-
-def add_overrides(parser: argparse.ArgumentParser) -> None:
-    """Add the positional Hydra overrides argument to a command parser."""
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key=value",
-        help="Hydra overrides of configs/ (e.g. train.epochs=2 model.channels=16)",
-    )
 
 
 def build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, dict[str, object]]:

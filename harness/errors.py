@@ -1,4 +1,4 @@
-"""The one exception type the CLI turns into a one-line message and a non-zero exit."""
+"""The exception types the CLI turns into a one-line message and a non-zero exit."""
 
 from __future__ import annotations
 
@@ -12,3 +12,7 @@ class HarnessError(Exception):
         super().__init__(message)
         # Multi-line context (a server log tail, say) kept apart so the CLI can print one line.
         self.detail = detail
+
+
+class ServiceError(HarnessError):
+    """A service could not start, is not healthy, or was unreachable."""

@@ -13,7 +13,7 @@ import os
 import signal
 import time
 
-from harness.cli import add_overrides
+from harness.commands.args import add_overrides
 from harness.config import compose
 from harness.errors import HarnessError
 

@@ -6,7 +6,7 @@ import argparse
 import importlib
 import time
 
-from harness.cli import add_overrides
+from harness.commands.args import add_overrides
 from harness.config import compose
 from harness.errors import HarnessError
 

@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 
-from harness.cli import add_overrides
+from harness.commands.args import add_overrides
 from harness.errors import HarnessError
 
 log = logging.getLogger(__name__)

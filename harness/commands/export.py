@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness.cli import add_overrides
+from harness.commands.args import add_overrides
 from harness.config import compose
 
 

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from harness.cli import IntermixedParser, add_overrides
+from harness.commands.args import IntermixedParser, add_overrides
 from harness.config import compose
 from harness.errors import HarnessError
 

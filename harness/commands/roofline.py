@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from harness.cli import add_overrides
+from harness.commands.args import add_overrides
 from harness.config import compose
 
 EPILOG = """\

@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 
-from harness.cli import add_overrides
+from harness.commands.args import add_overrides
 from harness.config import compose
 
 

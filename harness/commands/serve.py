@@ -6,7 +6,7 @@ import argparse
 import signal
 import threading
 
-from harness.cli import add_overrides
+from harness.commands.args import add_overrides
 from harness.config import compose
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness.cli import add_overrides
+from harness.commands.args import add_overrides
 from harness.config import compose
 from harness.errors import HarnessError
 from harness.io import atomic_open
@@ -157,7 +157,8 @@ def _status(cfg: DictConfig) -> int:
 
 def _check(cfg: DictConfig) -> int:
     from harness.deploy import check
-    from harness.services.docker import ComposeStack, ServiceError, compose_cli
+    from harness.errors import ServiceError
+    from harness.services.docker import ComposeStack, compose_cli
 
     compose_file = resolve(cfg.stack.compose_file)
     workflows = [resolve(w) for w in cfg.stack.check.workflows]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness.cli import add_overrides
+from harness.commands.args import add_overrides
 from harness.config import compose
 
 
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the sweep and print the choice."""
-    from harness.perf.tune import run_tune
+    from harness.perf.tuning import run_tune
 
     cfg = compose(args.overrides)
     for line in run_tune(

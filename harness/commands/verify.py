@@ -22,7 +22,7 @@ EPILOG = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the verify actions."""
-    from harness.cli import IntermixedParser
+    from harness.commands.args import IntermixedParser
 
     sub = parser.add_subparsers(
         dest="action", metavar="<kind>", required=True, parser_class=IntermixedParser
@@ -104,7 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    from harness.cli import add_overrides
+    from harness.commands.args import add_overrides
 
     add_overrides(p)
     p.add_argument("--report", help="also write a Markdown report to this file")
@@ -168,13 +168,12 @@ def _options(args: argparse.Namespace) -> tuple[dict, str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen checks; print one line per check; exit 1 when any failed."""
-    from harness.verify import preflight
-    from harness.verify.report import write
-    from harness.verify.runner import print_summary, run_checks
-
     import shlex
 
     from harness.config import compose
+    from harness.verify import preflight
+    from harness.verify.report import write
+    from harness.verify.runner import print_summary, run_checks
 
     options, target = _options(args)
     compose(args.overrides)  # a bad override is one line before anything runs

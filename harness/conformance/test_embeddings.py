@@ -118,7 +118,7 @@ class Embedded:
 @pytest.fixture(scope="module")
 def embedded(pytestconfig, target, spec, oracle_path) -> Embedded:
     """Every sentence (the user's file or the committed set) through the model and the oracle."""
-    from harness.embeddings.convert import fixture
+    from harness.embeddings.fixtures_gen import fixture
     from harness.embeddings.oracle import oracle_embed
     from harness.errors import HarnessError
     from harness.verify.embeddings import embed, load_sentences

@@ -14,6 +14,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from harness.data.idx import write_idx
+from harness.data.layout import split_paths
 from harness.errors import HarnessError
 from harness.paths import resolve
 
@@ -81,8 +82,6 @@ def build_digits(data_cfg: DictConfig) -> dict[str, tuple[np.ndarray, np.ndarray
 
 def prepare_digits(data_cfg: DictConfig) -> list[Path]:
     """Write the digits data set as IDX files under data.dir; return the written paths."""
-    from harness.data.loader import split_paths
-
     out: list[Path] = []
     for split, (images, labels) in build_digits(data_cfg).items():
         img_path, lbl_path = split_paths(data_cfg, split, existing=False)

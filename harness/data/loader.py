@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
+from harness.data.digits import prepare_digits
 from harness.data.idx import read_idx
+from harness.data.layout import required_files, split_paths
 from harness.data.preprocess import to_model_input
 from harness.errors import HarnessError
 from harness.paths import resolve
@@ -35,29 +37,6 @@ class Split:
         return x, torch.from_numpy(self.labels)
 
 
-def split_paths(data_cfg: DictConfig, split: str, existing: bool = True) -> tuple[Path, Path]:
-    """Image and label file of `split`; with `existing`, prefer whichever of X / X.gz exists."""
-    files = data_cfg.files.get(split)
-    if files is None:
-        raise HarnessError(f"data set '{data_cfg.name}' has no '{split}' files configured")
-    base = resolve(data_cfg.dir)
-    out = []
-    for name in (files.images, files.labels):
-        path = base / name
-        if existing and not path.exists():
-            alt = path.with_name(path.name[:-3]) if path.suffix == ".gz" else Path(f"{path}.gz")
-            path = alt if alt.exists() else path
-        out.append(path)
-    return out[0], out[1]
-
-
-def required_files(data_cfg: DictConfig) -> list[Path]:
-    """Every file the configured data set needs."""
-    return [
-        p for s in data_cfg.files if data_cfg.files[s] is not None for p in split_paths(data_cfg, s)
-    ]
-
-
 def ensure_data(cfg: DictConfig) -> None:
     """Make the data files exist: DVC fetch when tracked, else build the digits set."""
     missing = [p for p in required_files(cfg.data) if not p.exists()]
@@ -69,8 +48,6 @@ def ensure_data(cfg: DictConfig) -> None:
     if not missing:
         return
     if cfg.data.source == "sklearn_digits":
-        from harness.data.digits import prepare_digits
-
         log.info("data files missing: building the digits data set under %s", cfg.data.dir)
         prepare_digits(cfg.data)
         return
@@ -120,8 +97,6 @@ def prepare(cfg: DictConfig, force: bool = False) -> list[Path]:
         ensure_data(cfg)  # nothing to build for real MNIST: only check the files are there
         return required_files(data_cfg)
     if force or not all(p.exists() for p in required_files(data_cfg)):
-        from harness.data.digits import prepare_digits
-
         return prepare_digits(data_cfg)
     return required_files(data_cfg)
 

@@ -20,7 +20,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from harness.embeddings.cache import ConversionCache, file_sha256, install, key_of
-from harness.embeddings.fixtures_gen import read_sentences
+from harness.embeddings.fixtures_gen import fixture, read_sentences
 from harness.embeddings.model import (
     build_wrapper,
     load_tokenizer,
@@ -73,11 +73,6 @@ def repo_model_file(cfg: DictConfig, fmt: str) -> Path:
     f = format_cfg(cfg, fmt)
     name = "model.plan" if f.kind == "tensorrt" else "model.onnx"
     return resolve(cfg.embed.repository) / f.model / "1" / name
-
-
-def fixture(cfg: DictConfig, name: str) -> Path:
-    """Path of a file in the embeddings fixtures directory."""
-    return resolve(cfg.embed.fixtures_dir) / name
 
 
 def parity_batch(cfg: DictConfig) -> dict[str, np.ndarray]:

@@ -16,8 +16,10 @@ import random
 from importlib import metadata
 from pathlib import Path
 
+from omegaconf import DictConfig
+
 from harness.io import atomic_open
-from harness.paths import ROOT
+from harness.paths import ROOT, resolve
 
 FIXTURES = ROOT / "fixtures" / "embeddings"
 SEED = 20240611
@@ -186,6 +188,11 @@ def calibration_sentences(n: int = N_CALIBRATION, seed: int = SEED) -> list[str]
             seen.add(text)
             out.append(text)
     return out
+
+
+def fixture(cfg: DictConfig, name: str) -> Path:
+    """Path of a file in the embeddings fixtures directory."""
+    return resolve(cfg.embed.fixtures_dir) / name
 
 
 def read_sentences(path: str | Path) -> list[str]:

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from harness.embeddings.convert import fixture, format_cfg, repo_model_file
-from harness.embeddings.fixtures_gen import read_sentences
+from harness.embeddings.convert import format_cfg, repo_model_file
+from harness.embeddings.fixtures_gen import fixture, read_sentences
 from harness.embeddings.model import load_tokenizer, model_path
 from harness.io import atomic_open
 

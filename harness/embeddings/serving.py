@@ -19,8 +19,8 @@ from harness.embeddings.compare import (
     pairwise,
     threshold_failures,
 )
-from harness.embeddings.convert import fixture, format_cfg, repo_model_file
-from harness.embeddings.fixtures_gen import read_sentences
+from harness.embeddings.convert import format_cfg, repo_model_file
+from harness.embeddings.fixtures_gen import fixture, read_sentences
 from harness.embeddings.model import model_path, validate_texts
 from harness.embeddings.repository import ensemble_name, served_models
 from harness.errors import HarnessError

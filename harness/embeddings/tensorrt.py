@@ -39,8 +39,7 @@ def _calibrator(cfg: DictConfig, cache_file: Path) -> Any:
     import tensorrt as trt
     import torch
 
-    from harness.embeddings.convert import fixture
-    from harness.embeddings.fixtures_gen import read_sentences
+    from harness.embeddings.fixtures_gen import fixture, read_sentences
     from harness.embeddings.model import load_tokenizer, model_path, tokenize
 
     c = cfg.embed.convert.tensorrt

@@ -12,8 +12,8 @@ from omegaconf import DictConfig
 
 from harness.io import atomic_open, atomic_path
 from harness.roofline.analysis import ModelResult
+from harness.roofline.results import ModelAnalysis, RooflineRun
 from harness.roofline.roofs import Device
-from harness.roofline.runner import ModelAnalysis, RooflineRun
 
 
 def si(x: float, unit: str = "") -> str:

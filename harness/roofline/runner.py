@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -13,74 +12,11 @@ from omegaconf import DictConfig
 from harness.errors import HarnessError
 from harness.paths import resolve
 from harness.roofline import counting, models, roofs, validate
-from harness.roofline.analysis import BatchChoice, ModelResult, analyse, analyse_batch, choose_batch
+from harness.roofline.analysis import analyse, analyse_batch, choose_batch
+from harness.roofline.report import write_report
+from harness.roofline.results import CrossCheck, ModelAnalysis, RooflineRun, Validation
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class CrossCheck:
-    """One layer's FLOPs from the counter, the analytic formula and thop (None: unsupported)."""
-
-    layer: str
-    kind: str
-    counter: int
-    analytic: int
-    thop: int | None
-
-    @property
-    def ok(self) -> bool:
-        """All available counts agree exactly."""
-        return self.counter == self.analytic and self.thop in (None, self.analytic)
-
-
-@dataclasses.dataclass
-class Validation:
-    """Measured vs predicted time of one framework at one batch size on this CPU."""
-
-    timing: validate.Timing
-    predicted: float  # no-cache model, DRAM roof
-    predicted_cache: float  # cache-aware model (L2/L3 roofs by working set)
-
-    @property
-    def ratio(self) -> float:
-        """Measured (best of repeats, like the roofs) / predicted (no-cache DRAM model)."""
-        return self.timing.best / self.predicted
-
-    @property
-    def ratio_cache(self) -> float:
-        """Measured (best of repeats) / predicted (cache-aware model)."""
-        return self.timing.best / self.predicted_cache
-
-
-@dataclasses.dataclass
-class ModelAnalysis:
-    """Everything the report says about one model."""
-
-    name: str
-    description: str
-    profiles: list[counting.LayerProfile]
-    results: dict[str, list[ModelResult]]
-    choices: dict[str, BatchChoice]
-    checks: list[CrossCheck]
-    check_batch: int
-    validation: list[Validation]
-    validation_note: str | None
-    seconds: float
-
-
-@dataclasses.dataclass
-class RooflineRun:
-    """A whole run: settings, devices, CPU measurement and per-model analyses."""
-
-    dtype: str
-    itemsize: int
-    batches: list[int]
-    devices: list[roofs.Device]
-    cpu: roofs.CpuMeasurement | None
-    models: list[ModelAnalysis]
-    seconds: float
-    command: str
 
 
 def _settings(cfg: DictConfig) -> tuple[list[str], list[int], str, list[str]]:
@@ -122,8 +58,6 @@ def cross_check(
 
 def run_roofline(cfg: DictConfig, command: str = "harness roofline") -> tuple[RooflineRun, Path]:
     """Analyse the configured models and write reports/roofline.md (+ PNG, CSV, JSON)."""
-    from harness.roofline.report import write_report
-
     start = time.perf_counter()
     names, batches, dtype, device_keys = _settings(cfg)
     rc = cfg.roofline

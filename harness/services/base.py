@@ -22,13 +22,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from harness.errors import HarnessError
+from harness.errors import ServiceError
 
 log = logging.getLogger(__name__)
-
-
-class ServiceError(HarnessError):
-    """A service could not start, is not healthy, or was unreachable."""
 
 
 @runtime_checkable

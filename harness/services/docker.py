@@ -23,8 +23,9 @@ from typing import Any
 
 import yaml
 
+from harness.errors import ServiceError
 from harness.paths import ROOT
-from harness.services.base import ServiceError, docker_available, wait_until
+from harness.services.base import docker_available, wait_until
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 NO_ENGINE = "no Docker engine"

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, ServiceError
 from harness.files import nginx as nginx_conf
 from harness.files.pool import MANIFEST
 from harness.paths import resolve
@@ -21,7 +21,6 @@ from harness.services.base import (
     ContainerService,
     ExternalService,
     LocalProcess,
-    ServiceError,
     free_port,
     http_ok,
 )

@@ -4,6 +4,7 @@ server (`mlflow models serve`) for a logged model. Same start/ready/url/stop sha
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import sys
@@ -13,14 +14,14 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, ServiceError
+from harness.io import atomic_open
 from harness.paths import resolve
 from harness.services.base import (
     ContainerService,
     ExternalService,
     LocalProcess,
     Service,
-    ServiceError,
     free_port,
     http_ok,
 )
@@ -183,6 +184,27 @@ class ServedModel:
         return self.server.running()
 
 
+def write_run_info(cfg: DictConfig, info: dict[str, Any]) -> Path:
+    """Record a training run's ids and URIs in ${logging.run_info_file} for `harness run-server`."""
+    path = resolve(cfg.logging.run_info_file)
+    with atomic_open(path) as fh:
+        json.dump(info, fh, indent=2)
+    return path
+
+
+def read_run_info(cfg: DictConfig) -> dict[str, Any]:
+    """The run info the last `harness train` wrote; HarnessError when there is none."""
+    path = resolve(cfg.logging.run_info_file)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise HarnessError(
+            f"no logged model: {path} not found (run `harness train` first)"
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise HarnessError(f"unreadable MLflow run info {path}: {exc}") from exc
+
+
 @contextlib.contextmanager
 def serve_logged_model(
     cfg: DictConfig, model_uri: str | None = None, port: int | None = None
@@ -192,8 +214,6 @@ def serve_logged_model(
     With no tracking URI configured, a local tracking server on the same store runs only while
     the model server downloads the model; the model server then runs on its own.
     """
-    from harness.training.tracking import read_run_info
-
     if model_uri is None:
         model_uri = cfg.serve.model_uri or read_run_info(cfg).get("model_uri")
         if not model_uri:

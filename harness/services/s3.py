@@ -24,14 +24,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from harness.errors import ServiceError
 from harness.paths import resolve
-from harness.services.base import (
-    ContainerService,
-    LocalProcess,
-    ServiceError,
-    free_port,
-    wait_until,
-)
+from harness.services.base import ContainerService, LocalProcess, free_port, wait_until
 from harness.storage.s3 import Credentials, S3Client, S3Settings
 
 log = logging.getLogger(__name__)

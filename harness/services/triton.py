@@ -22,15 +22,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, ServiceError
 from harness.paths import resolve
-from harness.services.base import (
-    LocalProcess,
-    ServiceError,
-    docker_available,
-    http_ok,
-    wait_until,
-)
+from harness.services.base import LocalProcess, docker_available, http_ok, wait_until
 
 log = logging.getLogger(__name__)
 BACKENDS = ("local", "docker", "external")

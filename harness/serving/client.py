@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
 
-from harness.errors import HarnessError
-from harness.services.base import ServiceError
+from harness.errors import HarnessError, ServiceError
 
 PROTOCOLS = ("http", "grpc")
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from harness.storage.checkpoint_format import REQUIRED_KEYS, deserialize
 from harness.storage.s3 import (
     SHA256_META,
     OverlappedSha256,
@@ -31,7 +32,6 @@ from harness.storage.s3 import (
     StorageNotFound,
     client_from_config,
 )
-from harness.training.state import REQUIRED_KEYS  # what capture_state writes
 
 log = logging.getLogger(__name__)
 
@@ -59,23 +59,13 @@ class _HashingSink(io.RawIOBase):
 
 
 def _serialize(state: Mapping[str, Any]) -> tuple[bytes, str]:
-    """torch.save bytes of `state` (the format of harness.training.checkpoint.serialize) and
+    """torch.save bytes of `state` (the format of harness.storage.checkpoint_format.serialize) and
     their sha256, hashed while torch is still writing."""
     import torch
 
     sink = _HashingSink()
     torch.save(dict(state), sink)
     return b"".join(sink.chunks), sink.hasher.hexdigest()
-
-
-def _deserialize(data: bytes) -> dict[str, Any]:
-    try:
-        from harness.training.checkpoint import deserialize
-    except ImportError:
-        import torch
-
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
-    return deserialize(data)
 
 
 def _as_container(node: Any) -> Any:
@@ -328,7 +318,7 @@ class S3CheckpointStore:
                 f"!= recorded {recorded[:12]}…"
             )
         try:
-            state = _deserialize(data)
+            state = deserialize(data)
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is the same problem
             raise CheckpointError(f"checkpoint {uri} cannot be deserialized: {exc}") from exc
         if not isinstance(state, dict):

@@ -38,8 +38,7 @@ def embed_conversions(embed_cfg, embed_formats) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def embed_sentences(embed_cfg) -> list[str]:
     """The comparison sentences from fixtures/embeddings/sentences.txt."""
-    from harness.embeddings.convert import fixture
-    from harness.embeddings.fixtures_gen import read_sentences
+    from harness.embeddings.fixtures_gen import fixture, read_sentences
 
     return read_sentences(fixture(embed_cfg, embed_cfg.embed.compare.sentences_file))
 

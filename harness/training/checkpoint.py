@@ -8,57 +8,17 @@ never poisons a resume.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-import torch
 from omegaconf import DictConfig
 
 from harness.errors import HarnessError
 from harness.io import atomic_path
 from harness.paths import resolve
-
-
-@runtime_checkable
-class CheckpointStore(Protocol):
-    """Where checkpoints live (local files, S3)."""
-
-    def save(self, state: dict[str, Any], epoch: int) -> str:
-        """Persist one checkpoint and return its key; then update latest and prune."""
-
-    def load(self, key: str | None = None) -> dict[str, Any]:
-        """Load a checkpoint (None = latest), verified; HarnessError naming it on any problem."""
-
-    def latest(self) -> str | None:
-        """Key of the newest complete checkpoint, or None."""
-
-    def list(self) -> list[str]:
-        """Keys, oldest to newest."""
-
-    def delete(self, key: str) -> None:
-        """Remove one checkpoint."""
-
-
-def serialize(state: dict[str, Any]) -> bytes:
-    """torch.save the state into bytes."""
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    return buf.getvalue()
-
-
-def deserialize(data: bytes, name: str = "checkpoint") -> dict[str, Any]:
-    """torch.load a state from bytes; HarnessError naming `name` when it is not one."""
-    try:
-        # weights_only=False: the state holds RNG tuples and numpy arrays, from our own writer
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise HarnessError(f"corrupted checkpoint {name}: cannot unpickle ({exc})") from exc
-    if not isinstance(state, dict):
-        raise HarnessError(f"corrupted checkpoint {name}: not a dict")
-    return state
+from harness.storage.checkpoint_format import CheckpointStore, deserialize, serialize
 
 
 def checkpoint_key(epoch: int) -> str:

@@ -11,18 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import HarnessError
-
-FORMAT_VERSION = 1
-REQUIRED_KEYS = (
-    "format_version",
-    "model",
-    "optimizer",
-    "scheduler",
-    "config",
-    "epoch",
-    "global_step",
-    "rng",
-)
+from harness.storage.checkpoint_format import FORMAT_VERSION, REQUIRED_KEYS
 
 
 def rng_state() -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import subprocess
 from collections.abc import Iterator
@@ -13,10 +12,14 @@ from typing import Any
 from omegaconf import DictConfig
 
 from harness.config import to_flat_dict
-from harness.errors import HarnessError
-from harness.io import atomic_open
-from harness.paths import ROOT, resolve
+from harness.paths import ROOT
 from harness.services.base import running
+from harness.services.mlflow import (
+    check_tracking_uri,
+    configured_tracking_uri,
+    local_tracking_server,
+    write_run_info,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +38,6 @@ def git_commit() -> str:
 @contextlib.contextmanager
 def tracking_server(cfg: DictConfig) -> Iterator[str]:
     """Yield a usable tracking URI: the configured one (checked), or a local server we own."""
-    from harness.services.mlflow import (
-        check_tracking_uri,
-        configured_tracking_uri,
-        local_tracking_server,
-    )
-
     uri = configured_tracking_uri(cfg)
     if uri:
         check_tracking_uri(uri, cfg.logging.connect_timeout)
@@ -111,7 +108,6 @@ class RunLogger:
         """Record run id, tracking URI and model URI for `harness run-server`."""
         if not self.enabled:
             return None
-        path = resolve(self.cfg.logging.run_info_file)
         info = {
             "run_id": self.run_id,
             "tracking_uri": self.tracking_uri,
@@ -119,19 +115,4 @@ class RunLogger:
             "runs_uri": f"runs:/{self.run_id}/model",
             **extra,
         }
-        with atomic_open(path) as fh:
-            json.dump(info, fh, indent=2)
-        return path
-
-
-def read_run_info(cfg: DictConfig) -> dict[str, Any]:
-    """The run info the last `harness train` wrote; HarnessError when there is none."""
-    path = resolve(cfg.logging.run_info_file)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise HarnessError(
-            f"no logged model: {path} not found (run `harness train` first)"
-        ) from exc
-    except (OSError, ValueError) as exc:
-        raise HarnessError(f"unreadable MLflow run info {path}: {exc}") from exc
+        return write_run_info(self.cfg, info)

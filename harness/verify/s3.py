@@ -178,7 +178,7 @@ def checkpoint_state(payload_bytes: int, epoch: int, seed: int) -> dict[str, Any
     """A training-shaped state (tensors, optimizer, RNG) of about `payload_bytes`."""
     import torch
 
-    from harness.training.state import FORMAT_VERSION
+    from harness.storage.checkpoint_format import FORMAT_VERSION
 
     gen = torch.Generator().manual_seed(seed)
     floats = max(1, payload_bytes // 4)

@@ -6,7 +6,8 @@ import numpy as np
 import onnx
 import pytest
 
-from harness.embeddings.convert import convert_formats, fixture, parity_batch, repo_model_file
+from harness.embeddings.convert import convert_formats, parity_batch, repo_model_file
+from harness.embeddings.fixtures_gen import fixture
 from harness.embeddings.runtime import openvino_runner, ort_runner
 
 pytestmark = pytest.mark.integration

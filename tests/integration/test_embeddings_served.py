@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from harness.embeddings.compare import ORACLE
-from harness.embeddings.convert import fixture, parity_batch, repo_model_file
+from harness.embeddings.convert import parity_batch, repo_model_file
+from harness.embeddings.fixtures_gen import fixture
 from harness.embeddings.runtime import ort_runner
 from harness.embeddings.serving import embed_served
 from harness.errors import HarnessError

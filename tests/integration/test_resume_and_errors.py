@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from harness.config import compose
-from harness.data.loader import prepare, split_paths
+from harness.data.layout import split_paths
+from harness.data.loader import prepare
 from harness.services.base import free_port
 from harness.testing.states import assert_bit_identical
 from harness.training.checkpoint import LocalCheckpointStore

@@ -13,8 +13,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from harness.errors import ServiceError
 from harness.paths import ROOT
-from harness.services.base import ServiceError, wait_until
+from harness.services.base import wait_until
 from harness.services.triton import make_triton, process_alive
 from harness.serving.client import TritonClient
 from harness.testing.fixtures_triton import make_fixture_repository

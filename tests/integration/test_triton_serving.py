@@ -11,9 +11,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, ServiceError
 from harness.perf.tune import Variant
-from harness.services.base import ServiceError, free_port
+from harness.services.base import free_port
 from harness.serving.client import TritonClient, softmax
 
 pytestmark = pytest.mark.integration

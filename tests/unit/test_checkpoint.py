@@ -10,15 +10,15 @@ import torch
 from harness.config import compose
 from harness.errors import HarnessError
 from harness.models.cnn import build_model
-from harness.training.checkpoint import (
+from harness.storage.checkpoint_format import (
+    REQUIRED_KEYS,
     CheckpointStore,
-    LocalCheckpointStore,
     deserialize,
-    make_store,
     serialize,
 )
+from harness.training.checkpoint import LocalCheckpointStore, make_store
 from harness.training.loop import make_optimizer, make_scheduler
-from harness.training.state import REQUIRED_KEYS, capture_state, restore_state
+from harness.training.state import capture_state, restore_state
 
 
 def _setup(overrides=()):

@@ -12,8 +12,9 @@ import threading
 
 import pytest
 
+from harness.errors import ServiceError
 from harness.services import base
-from harness.services.base import ContainerService, ServiceError, http_ok
+from harness.services.base import ContainerService, http_ok
 
 
 class _Health(http.server.BaseHTTPRequestHandler):

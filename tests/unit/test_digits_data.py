@@ -9,7 +9,8 @@ from sklearn.datasets import load_digits
 from harness.config import compose
 from harness.data.digits import build_digits, resize_digits, stratified_split
 from harness.data.idx import write_idx
-from harness.data.loader import load_split, split_paths
+from harness.data.layout import split_paths
+from harness.data.loader import load_split
 from harness.errors import HarnessError
 
 

@@ -8,8 +8,8 @@ import pytest
 from harness.cli import main
 from harness.config import compose
 from harness.embeddings.cache import ConversionCache, file_sha256, install, key_of
-from harness.embeddings.convert import Converter, fixture, format_cfg
-from harness.embeddings.fixtures_gen import calibration_sentences, read_sentences
+from harness.embeddings.convert import Converter, format_cfg
+from harness.embeddings.fixtures_gen import calibration_sentences, fixture, read_sentences
 from harness.embeddings.model import validate_texts
 from harness.embeddings.repository import canonical_configs, served_models
 from harness.errors import HarnessError

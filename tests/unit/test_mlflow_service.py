@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from harness.config import compose
-from harness.errors import HarnessError
-from harness.services import ExternalService, LocalProcess, ServiceError, free_port
+from harness.errors import HarnessError, ServiceError
+from harness.services import ExternalService, LocalProcess, free_port
 from harness.services.mlflow import (
     check_tracking_uri,
     configured_tracking_uri,

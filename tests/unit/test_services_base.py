@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from harness.services import ExternalService, LocalProcess, ServiceError, free_port, http_ok
+from harness.errors import ServiceError
+from harness.services import ExternalService, LocalProcess, free_port, http_ok
 from tests.integration._cli import lines_until
 
 

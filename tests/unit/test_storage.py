@@ -14,9 +14,10 @@ from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConn
 from omegaconf import OmegaConf
 
 from harness.config import compose
+from harness.errors import ServiceError
 from harness.paths import ROOT
 from harness.services import free_port
-from harness.services.s3 import ExternalS3Service, LocalS3Service, ServiceError, make_s3_service
+from harness.services.s3 import ExternalS3Service, LocalS3Service, make_s3_service
 from harness.storage.checkpoints import CheckpointError, S3CheckpointStore, _diff
 from harness.storage.s3 import (
     Credentials,

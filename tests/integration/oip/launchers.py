@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.errors import ServiceError
 from harness.paths import ROOT
-from harness.services.base import LocalProcess, ServiceError, http_ok
+from harness.services.base import LocalProcess, http_ok
 from harness.services.triton import free_ports, triton_env
 
 log = logging.getLogger(__name__)
