@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         backlog=a.backlog,
         timeout_keep_alive=int(a.keepalive),
         h11_max_incomplete_event_size=a.max_header_bytes,
-        # httptools/uvloop (uvicorn[standard]) are ~2x faster than h11/asyncio; "auto" picks them.
+        # httptools/uvloop (uvicorn[standard]) are faster than h11/asyncio; "auto" picks them.
         http="auto",
         loop="auto",
         access_log=False,

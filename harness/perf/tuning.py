@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from harness.errors import HarnessError
 from harness.paths import resolve
+from harness.perf.report import write_report
 from harness.perf.tune import (
     Bench,
     alone_budget,
@@ -23,7 +25,6 @@ from harness.perf.tune import (
     sweep,
     variant_of,
 )
-from harness.reports.triton import write_report
 from harness.services.triton import make_triton
 from harness.serving.client import TritonClient
 from harness.serving.repository import read_config
@@ -122,8 +123,8 @@ def run_tune(
         notes=_model_notes(model_dir)
         + ([ceiling_note(ceiling, chosen)] if ceiling else [])
         + [
-            "perf_analyzer runs on the same 2 vCPUs as the server: absolute numbers are low and"
-            " noisy; compare ratios measured in one run.",
+            f"perf_analyzer runs on the same {os.cpu_count()} vCPUs as the server: absolute"
+            " numbers are low and noisy; compare ratios measured in one run.",
             f"measurement interval {g['interval']} ms per trial"
             + (" (reduced --quick grid)" if quick else ""),
             f"the {len(leading)} leading configs (the config in use among them) were measured"
@@ -139,8 +140,8 @@ def run_tune(
         + (
             [
                 f"tritonserver --http-thread-count={cfg.triton.server.http_thread_count}"
-                " (`triton.server.http_thread_count`): one HTTP thread measured ~25 % more"
-                " throughput than Triton's default 8 on these 2 cores"
+                " (`triton.server.http_thread_count`; docs/triton.md has the measurement"
+                " against Triton's default)"
             ]
             if server.backend != "external"
             else []

@@ -219,14 +219,21 @@ class LayerProfile:
         return LayerCount(self.name, self.kind, **vals)
 
 
+# Batch sizes profile_model counts at: exactly, as the two points of the linear extension, and
+# where the extension is checked against a real count (the report's method section reads these).
+PROFILE_EXACT: tuple[int, ...] = (1,)
+PROFILE_FIT: tuple[int, int] = (2, 3)
+PROFILE_CHECK = 4
+
+
 def profile_model(
     model: nn.Module,
     make_inputs: Callable[[int], dict[str, Any]],
     free_ops: Iterable[str] = (),
     gather_ops: Iterable[str] = (),
-    fit: tuple[int, int] = (2, 3),
-    check: int = 4,
-    exact: Iterable[int] = (1,),
+    fit: tuple[int, int] = PROFILE_FIT,
+    check: int = PROFILE_CHECK,
+    exact: Iterable[int] = PROFILE_EXACT,
 ) -> list[LayerProfile]:
     """Count at the `fit` batches, extend linearly, verify the extension exactly at `check`.
 

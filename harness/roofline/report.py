@@ -11,6 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from harness.io import atomic_open, atomic_path
+from harness.roofline import counting
 from harness.roofline.analysis import ModelResult
 from harness.roofline.results import ModelAnalysis, RooflineRun
 from harness.roofline.roofs import Device
@@ -507,6 +508,15 @@ def _summary(run: RooflineRun) -> dict:
     }
 
 
+def _counted_batches() -> str:
+    """The batch sizes profile_model counts at, as prose ("1, 2, 3 and 4")."""
+    sizes = [
+        str(b)
+        for b in sorted({*counting.PROFILE_EXACT, *counting.PROFILE_FIT, counting.PROFILE_CHECK})
+    ]
+    return ", ".join(sizes[:-1]) + " and " + sizes[-1] if len(sizes) > 1 else sizes[0]
+
+
 def write_report(run: RooflineRun, path: Path, cfg: DictConfig) -> None:
     """Write <report>.md with PNG(s), CSV and JSON next to it (each file atomically).
 
@@ -530,8 +540,9 @@ def write_report(run: RooflineRun, path: Path, cfg: DictConfig) -> None:
         "thop. **Bytes** follow a *no-cache* model: every aten op reads each tensor input "
         "(weights included) from memory and writes each output, once; views move nothing; "
         "an embedding reads only the rows it gathers; integer tensors (ids, masks, pooling "
-        "indices) count at their own size. Counts are taken at batch 1, 2, 3 and 4 and "
-        "extended linearly beyond (checked exactly at 4). **Predicted time** of a layer = "
+        "indices) count at their own size. Counts are taken at batch "
+        f"{_counted_batches()} and extended linearly beyond (checked exactly at "
+        f"{counting.PROFILE_CHECK}). **Predicted time** of a layer = "
         "max(FLOPs / peak, bytes / bandwidth); the model's is the sum over layers (no overlap, "
         "no fusion). **Attainable** = min(peak, AI × bandwidth).",
         "",

@@ -36,7 +36,6 @@ LAYERS: list[tuple[str, list[str]]] = [
             "harness.embeddings",
             "harness.roofline",
             "harness.perf",
-            "harness.reports",
         ],
     ),
     # Process/container backends (MLflow, Triton, S3, file server): they know no training.

@@ -1,4 +1,4 @@
-"""reports/triton.md: system, task, repository tree, sweep table, choice and a PNG plot."""
+"""reports/triton.md (written by `harness tune`): system, task, repository tree, sweep table, choice, PNG."""
 
 from __future__ import annotations
 

@@ -1,1 +1,0 @@
-"""Markdown report writers (one module per report)."""
