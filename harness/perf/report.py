@@ -1,4 +1,4 @@
-"""reports/triton.md (written by `harness tune`): system, task, repository tree, sweep table, choice, PNG."""
+"""reports/triton.md, written by `harness tune`: system, task, repository, sweep table, choice."""
 
 from __future__ import annotations
 
