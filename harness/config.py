@@ -237,3 +237,13 @@ def to_flat_dict(cfg: DictConfig) -> dict[str, object]:
 
     walk(OmegaConf.to_container(cfg, resolve=True), "")
     return out
+
+
+def plain(cfg: DictConfig | None, key: str, default: Any = None) -> Any:
+    """The value at dotted `key` as plain Python (containers resolved); `default` when absent."""
+    if cfg is None:
+        return default
+    value = OmegaConf.select(cfg, key, default=default)
+    if isinstance(value, DictConfig) or OmegaConf.is_list(value):
+        return OmegaConf.to_container(value, resolve=True)
+    return value

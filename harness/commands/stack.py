@@ -156,17 +156,19 @@ def _status(cfg: DictConfig) -> int:
 
 
 def _check(cfg: DictConfig) -> int:
-    from harness.deploy import check
+    from harness.deploy.compose import compose_problems
+    from harness.deploy.model_configs import check_repository, unconfigured_models
+    from harness.deploy.workflows import actionlint_problems, schema_problems
     from harness.errors import ServiceError
     from harness.services.docker import ComposeStack, compose_cli
 
     compose_file = resolve(cfg.stack.compose_file)
     workflows = [resolve(w) for w in cfg.stack.check.workflows]
     results: list[tuple[str, list[str] | None]] = [
-        ("compose schema", check.schema_problems(cfg.stack.check.compose_schema, [compose_file])),
-        ("compose policy", check.compose_problems(cfg, compose_file)),
-        ("workflow schema", check.schema_problems(cfg.stack.check.workflow_schema, workflows)),
-        ("actionlint", check.actionlint_problems(workflows)),
+        ("compose schema", schema_problems(cfg.stack.check.compose_schema, [compose_file])),
+        ("compose policy", compose_problems(cfg, compose_file)),
+        ("workflow schema", schema_problems(cfg.stack.check.workflow_schema, workflows)),
+        ("actionlint", actionlint_problems(workflows)),
     ]
     try:
         compose_cli()
@@ -180,9 +182,9 @@ def _check(cfg: DictConfig) -> int:
     stale = f"{committed} is stale: run `harness stack nginx-conf`"
     results.append(("nginx conf", [] if same else [stale]))
     repo = resolve(cfg.paths.model_repository)
-    bare = check.unconfigured_models(repo)
+    bare = unconfigured_models(repo)
     results.append(("model folders", [f"{m}: no config.pbtxt" for m in bare]))
-    for mc in check.check_repository(repo, cfg):
+    for mc in check_repository(repo, cfg):
         results.append((f"model {mc.name}", mc.problems))
         for note in mc.notes:
             print(f"  note: {mc.name}: {note}")

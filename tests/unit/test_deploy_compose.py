@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from harness.config import compose
-from harness.deploy import check
+from harness.deploy.compose import compose_problems, same_release
+from harness.deploy.workflows import schema_problems
 from harness.paths import resolve
 from harness.services import docker as dk
 
@@ -58,13 +59,13 @@ def compose_model(
 
 def test_compose_file_matches_the_compose_spec_schema() -> None:
     """check-jsonschema's vendored compose-spec schema accepts the file."""
-    assert check.schema_problems(CFG.stack.check.compose_schema, [COMPOSE]) == []
+    assert schema_problems(CFG.stack.check.compose_schema, [COMPOSE]) == []
 
 
 def test_schema_check_rejects_a_misspelled_key(tmp_path: Path) -> None:
     """A typo the YAML parser accepts is caught by the schema."""
     bad = write_variant(tmp_path, lambda d: d["services"]["mlflow"].update(helthcheck={}))
-    problems = check.schema_problems(CFG.stack.check.compose_schema, [bad])
+    problems = schema_problems(CFG.stack.check.compose_schema, [bad])
     assert any("helthcheck" in p for p in problems), problems
 
 
@@ -121,7 +122,7 @@ def test_compose_rejects_a_dangling_dependency(tmp_path: Path) -> None:
 
 def test_compose_policy_holds() -> None:
     """Pinned images, health checks, published ports, read-only mounts, config agreement."""
-    assert check.compose_problems(CFG, COMPOSE) == []
+    assert compose_problems(CFG, COMPOSE) == []
 
 
 def test_every_image_is_pinned_and_every_service_health_checked() -> None:
@@ -182,7 +183,7 @@ _DELETE = object()
 )
 def test_policy_catches(tmp_path: Path, mutate, expected: str) -> None:  # noqa: ANN001
     """Each broken variant of the compose file is reported with a line naming the problem."""
-    problems = check.compose_problems(CFG, write_variant(tmp_path, mutate))
+    problems = compose_problems(CFG, write_variant(tmp_path, mutate))
     assert any(expected in p for p in problems), problems
 
 
@@ -199,17 +200,17 @@ def test_policy_catches(tmp_path: Path, mutate, expected: str) -> None:  # noqa:
 )
 def test_policy_catches_drift_from_the_service_configs(override: str, expected: str) -> None:
     """Compose and the services' own docker settings must name the same image, bucket, root."""
-    problems = check.compose_problems(compose([override]), COMPOSE)
+    problems = compose_problems(compose([override]), COMPOSE)
     assert any(expected in p for p in problems), problems
 
 
 def test_release_line_refinement() -> None:
     """A config may name a release line that compose pins to a patch, nothing looser."""
-    assert check.same_release("nginx:1.27-alpine", "nginx:1.27.4-alpine")
-    assert check.same_release("nginx:1.27.4-alpine", "nginx:1.27.4-alpine")
-    assert not check.same_release("nginx:1.27-alpine", "nginx:1.28.0-alpine")
-    assert not check.same_release("nginx:1.27-alpine", "nginx:1.27.4")
-    assert not check.same_release("nginx:1.2-alpine", "nginx:1.27.4-alpine")
+    assert same_release("nginx:1.27-alpine", "nginx:1.27.4-alpine")
+    assert same_release("nginx:1.27.4-alpine", "nginx:1.27.4-alpine")
+    assert not same_release("nginx:1.27-alpine", "nginx:1.28.0-alpine")
+    assert not same_release("nginx:1.27-alpine", "nginx:1.27.4")
+    assert not same_release("nginx:1.2-alpine", "nginx:1.27.4-alpine")
 
 
 # ----------------------------------------------------------------------------- the nginx config

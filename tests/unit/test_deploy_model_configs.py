@@ -16,12 +16,19 @@ import pytest
 from onnx import TensorProto, helper
 
 from harness.config import compose
-from harness.deploy import check
+from harness.deploy.model_configs import (
+    ModelCheck,
+    check_model_config,
+    check_repository,
+    model_configs,
+    parse_model_config,
+    unconfigured_models,
+)
 from harness.paths import resolve
 
 CFG = compose()
 REPO = resolve(CFG.paths.model_repository)
-CONFIGS = check.model_configs(REPO)
+CONFIGS = model_configs(REPO)
 
 GOOD = """
 name: "toy"
@@ -68,9 +75,9 @@ def toy_repo(tmp_path: Path, config: str = GOOD, with_onnx: bool = True) -> Path
 
 
 @functools.lru_cache(maxsize=1)
-def repository_results() -> dict[str, check.ModelCheck]:
+def repository_results() -> dict[str, ModelCheck]:
     """The checks of the whole repository, once (each model.onnx is read a single time)."""
-    return {c.name: c for c in check.check_repository(REPO, CFG)}
+    return {c.name: c for c in check_repository(REPO, CFG)}
 
 
 @pytest.mark.parametrize(
@@ -88,14 +95,14 @@ def test_repository_configs_parse_with_tritons_own_schema() -> None:
     """Triton's ModelConfig protobuf (unknown fields are errors) reads every config."""
     assert CONFIGS, "no config.pbtxt in model_repository/"
     for p in CONFIGS:
-        mc = check.parse_model_config(p)
+        mc = parse_model_config(p)
         assert mc.name in ("", p.parent.name)
         assert mc.input and mc.output
 
 
 def test_every_model_folder_has_a_config() -> None:
     """The canonical repository spells every config out (no auto-completed configs)."""
-    assert check.unconfigured_models(REPO) == []
+    assert unconfigured_models(REPO) == []
 
 
 def test_unconfigured_model_folder_is_reported(tmp_path: Path) -> None:
@@ -103,7 +110,7 @@ def test_unconfigured_model_folder_is_reported(tmp_path: Path) -> None:
     toy_repo(tmp_path)
     (tmp_path / "repo" / "bare" / "1").mkdir(parents=True)
     (tmp_path / "repo" / "notes").mkdir()  # no version folder: not a model
-    assert check.unconfigured_models(tmp_path / "repo") == ["bare"]
+    assert unconfigured_models(tmp_path / "repo") == ["bare"]
 
 
 def test_classifier_config_matches_an_onnx_export_built_here(tmp_path: Path) -> None:
@@ -118,7 +125,7 @@ def test_classifier_config_matches_an_onnx_export_built_here(tmp_path: Path) -> 
     shutil.copytree(config.parent, model_dir, ignore=shutil.ignore_patterns("*.onnx"))
     onnx_path = export_onnx(CFG, build_model(CFG.model).eval(), model_dir / "1" / "model.onnx")
     assert Path(onnx_path).is_file()
-    result = check.check_model_config(model_dir / "config.pbtxt", CFG)
+    result = check_model_config(model_dir / "config.pbtxt", CFG)
     assert result.problems == [], "\n".join(result.problems)
     assert not result.notes  # the graph itself was compared, not just the config names
 
@@ -128,7 +135,7 @@ def test_classifier_config_matches_an_onnx_export_built_here(tmp_path: Path) -> 
 
 def test_good_toy_config_passes(tmp_path: Path) -> None:
     """A correct config next to a matching ONNX graph has no problem."""
-    result = check.check_model_config(toy_repo(tmp_path))
+    result = check_model_config(toy_repo(tmp_path))
     assert result.problems == [] and result.notes == []
 
 
@@ -150,14 +157,14 @@ def test_good_toy_config_passes(tmp_path: Path) -> None:
 def test_broken_config_is_reported(tmp_path: Path, old: str, new: str, expected: str) -> None:
     """Each kind of breakage produces a problem naming it."""
     assert old in GOOD
-    result = check.check_model_config(toy_repo(tmp_path, GOOD.replace(old, new)))
+    result = check_model_config(toy_repo(tmp_path, GOOD.replace(old, new)))
     assert any(expected in p for p in result.problems), result.problems
 
 
 def test_unknown_field_does_not_parse(tmp_path: Path) -> None:
     """A misspelled field is an error of Triton's schema, not silently ignored."""
     bad = GOOD.replace("max_batch_size", "max_batchsize")
-    result = check.check_model_config(toy_repo(tmp_path, bad))
+    result = check_model_config(toy_repo(tmp_path, bad))
     assert any("does not parse" in p for p in result.problems)
 
 
@@ -165,7 +172,7 @@ def test_missing_version_directory(tmp_path: Path) -> None:
     """A model without a numeric version directory cannot be loaded."""
     config = toy_repo(tmp_path, with_onnx=False)
     shutil.rmtree(config.parent / "1")
-    assert any("version directory" in p for p in check.check_model_config(config).problems)
+    assert any("version directory" in p for p in check_model_config(config).problems)
 
 
 def test_without_onnx_names_come_from_the_export_config(tmp_path: Path) -> None:
@@ -176,10 +183,10 @@ def test_without_onnx_names_come_from_the_export_config(tmp_path: Path) -> None:
     model_dir = tmp_path / name
     (model_dir / "1").mkdir(parents=True)
     (model_dir / "config.pbtxt").write_text(text)
-    ok = check.check_model_config(model_dir / "config.pbtxt", CFG)
+    ok = check_model_config(model_dir / "config.pbtxt", CFG)
     assert ok.problems == [] and ok.notes
     (model_dir / "config.pbtxt").write_text(text.replace(f'"{inp}"', '"input__0"'))
-    bad = check.check_model_config(model_dir / "config.pbtxt", CFG)
+    bad = check_model_config(model_dir / "config.pbtxt", CFG)
     assert any("export/convert config" in p for p in bad.problems), bad.problems
 
 
@@ -208,15 +215,15 @@ def test_ensemble_steps_are_checked_against_their_models(tmp_path: Path) -> None
     repo = toy.parent.parent
     (repo / "pipe").mkdir()
     (repo / "pipe" / "config.pbtxt").write_text(ENSEMBLE)
-    results = {c.name: c for c in check.check_repository(repo)}
+    results = {c.name: c for c in check_repository(repo)}
     assert results["pipe"].problems == [] and results["toy"].problems == []
 
     (repo / "pipe" / "config.pbtxt").write_text(ENSEMBLE.replace('key: "images"', 'key: "img"'))
-    results = {c.name: c for c in check.check_repository(repo)}
+    results = {c.name: c for c in check_repository(repo)}
     assert any("'img' is not one of its inputs" in p for p in results["pipe"].problems)
 
     (repo / "pipe" / "config.pbtxt").write_text(ENSEMBLE.replace('"toy"', '"nope"'))
-    results = {c.name: c for c in check.check_repository(repo)}
+    results = {c.name: c for c in check_repository(repo)}
     assert any("unknown model 'nope'" in p for p in results["pipe"].problems)
 
 
@@ -224,7 +231,7 @@ def test_tensorrt_on_cpu_instances_is_reported(tmp_path: Path) -> None:
     """A TensorRT plan cannot run on a KIND_CPU instance group."""
     text = GOOD.replace('platform: "onnxruntime_onnx"', 'platform: "tensorrt_plan"')
     config = toy_repo(tmp_path, text, with_onnx=False)
-    assert any("KIND_CPU" in p for p in check.check_model_config(config).problems)
+    assert any("KIND_CPU" in p for p in check_model_config(config).problems)
 
 
 PYTHON_MODEL = """
@@ -242,13 +249,13 @@ def test_python_model_needs_model_py_and_its_imports_are_named(tmp_path: Path) -
     model_dir = tmp_path / "tok"
     (model_dir / "1").mkdir(parents=True)
     (model_dir / "config.pbtxt").write_text(PYTHON_MODEL)
-    result = check.check_model_config(model_dir / "config.pbtxt")
+    result = check_model_config(model_dir / "config.pbtxt")
     assert any("without model.py" in p for p in result.problems)
     (model_dir / "1" / "model.py").write_text(
         "import json\nimport numpy as np\nimport triton_python_backend_utils as pb\n"
         "def load():\n    from transformers import AutoTokenizer\n    import tokenizers.x\n"
     )
-    result = check.check_model_config(model_dir / "config.pbtxt")
+    result = check_model_config(model_dir / "config.pbtxt")
     assert result.problems == []
     assert any("imports tokenizers, transformers:" in n for n in result.notes), result.notes
     env = (
@@ -256,4 +263,4 @@ def test_python_model_needs_model_py_and_its_imports_are_named(tmp_path: Path) -
         ' value: { string_value: "$$TRITON_MODEL_DIRECTORY/env.tar.gz" } }'
     )
     (model_dir / "config.pbtxt").write_text(PYTHON_MODEL + env)
-    assert check.check_model_config(model_dir / "config.pbtxt").notes == []
+    assert check_model_config(model_dir / "config.pbtxt").notes == []
