@@ -13,15 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.kernels.coretype import coretype_env
 
-with coretype_env():  # OpenBLAS reads its kernel family once, when it loads
-    try:  # Loads libscipy_openblas.so with RTLD_GLOBAL: the extension links to it by soname.
-        import scipy_openblas32  # noqa: F401
-    except ImportError:  # a build against the system's libopenblas does not need it
-        pass
-
-    from harness.kernels import _cosine
+from harness.kernels._native import _cosine, _matrix
 
 __all__ = ["cosine_similarity", "paired_cosine_similarity", "blas_info", "CosineIndex"]
 
@@ -43,20 +36,6 @@ SERIAL_MAX_MNK: int = 1 << 20
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
-_REAL_KINDS = frozenset("biuf")
-
-
-def _matrix(x: object, name: str) -> np.ndarray:
-    """`x` as a 2-D real ndarray, or a ValueError/TypeError naming the problem."""
-    arr = x if type(x) is np.ndarray else np.asarray(x)
-    if arr.dtype.kind not in _REAL_KINDS:
-        raise TypeError(
-            f"{name} has dtype {arr.dtype} (shape {arr.shape}); expected a real numeric dtype, "
-            "computed as float32 or float64"
-        )
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (vectors as rows), got shape {arr.shape}")
-    return arr
 
 
 def _result_dtype(a: np.ndarray, b: np.ndarray) -> np.dtype:
@@ -130,4 +109,4 @@ def blas_info() -> dict[str, object]:
     return {"blas": BLAS, "config": _cosine.blas_config(), "threads": _cosine.blas_threads()}
 
 
-from harness.kernels.index import CosineIndex  # noqa: E402  (needs _matrix, defined above)
+from harness.kernels.index import CosineIndex  # noqa: E402  (after the functions it shares)

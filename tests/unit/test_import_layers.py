@@ -70,12 +70,7 @@ LAYERS: list[tuple[str, list[str]]] = [
 ]
 
 # Edges allowed to break the rules, each with its reason. Keep this empty.
-ALLOWED: dict[tuple[str, str], str] = {
-    # kernels/__init__.py imports CosineIndex from index.py, which imports `_matrix` back from
-    # the package (owned by the kernels work in progress; the fix: move _matrix into its own
-    # module both import).
-    ("harness.kernels.index", "harness.kernels"): "kernels: _matrix lives in the package",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def modules() -> dict[str, Path | None]:
