@@ -114,7 +114,8 @@ def fetch_if_tracked(cfg: DictConfig, path: Path) -> bool:
     if dvcfile is None:
         return path.exists()
     if remote_config(cfg) is None:
-        log.info("%s is DVC-tracked but no S3 endpoint is set: not fetching", path)
+        # debug: every missing split file would say it; the caller says what it does instead
+        log.debug("%s is DVC-tracked but no S3 endpoint is set: not fetching", path)
         return path.exists()
     import dvc.api
 

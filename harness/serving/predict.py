@@ -64,13 +64,18 @@ def run_client(
     protocol = protocol or c.protocol
     model = model or cfg.triton.model_name
     batch = int(batch_size or c.batch_size)
-    if image_files:
-        images, labels = load_images(image_files, float(cfg.data.pixel_scale)), None
-        what = f"{len(image_files)} file(s)"
-    else:
+
+    def inputs() -> tuple[np.ndarray, np.ndarray | None, str]:
+        if image_files:
+            images = load_images(image_files, float(cfg.data.pixel_scale))
+            return images, None, f"{len(image_files)} file(s)"
         images, labels, what = test_split(cfg)
         if c.test_samples:
             images, labels = images[: int(c.test_samples)], labels[: int(c.test_samples)]
+        return images, labels, what
+
+    if image_files:  # a bad file is one line before any server starts
+        images, labels, what = inputs()
     owned = None
     if url is None and server is None:
         owned = make_triton(cfg, None, None, [model])
@@ -79,7 +84,9 @@ def run_client(
         srv = owned or server
         address = url or srv.address(protocol)
         with TritonClient(address, protocol, c.timeout_s, c.connect_timeout_s) as client:
-            client.info(model)  # fail early on an unknown model
+            client.info(model)  # fail early on a dead server or an unknown model
+            if not image_files:  # the test split (built on first use) once the server answers
+                images, labels, what = inputs()
             latencies, preds, confs = [], [], []
             for i in range(0, len(images), batch):
                 t0 = time.perf_counter()

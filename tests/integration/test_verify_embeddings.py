@@ -99,7 +99,9 @@ def test_int8_judged_as_fp32_fails_the_oracle_check(server, embed_cfg):
     failed = {name: msg for name, (o, msg) in got.items() if o == "FAIL"}
     assert set(failed) == {"embeddings_match_oracle"}, proc.stdout
     # which sentence, which metric, the value against the threshold
-    assert re.search(r"sentence \d+ .*max \|Δ\| \S+ > 0\.0001", failed["embeddings_match_oracle"])
+    limit = f"{float(embed_cfg.embed.thresholds.exact_max_abs):g}"  # the fp32 threshold
+    line = failed["embeddings_match_oracle"]
+    assert re.search(rf"sentence \d+ .*max \|Δ\| \S+ > {re.escape(limit)}", line), line
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
