@@ -119,8 +119,14 @@ def measure(
     result: CaseResult | None = None,
     extra_rounds: int = 0,
     settle_s: float = 0.0,
+    best_of: int = 1,
 ) -> CaseResult:
-    """Run `rounds` more interleaved rounds; keep each implementation's best time per call."""
+    """Run `rounds` more interleaved rounds; keep each implementation's best time per call.
+
+    Within a round each implementation runs `best_of` batches of `calls_per_round` calls back
+    to back and the round keeps its fastest batch: on a shared VM a batch can only be slowed
+    (preempted), never sped up, so the fastest of a few is the round's estimate of its speed.
+    """
     impls = implementations(a, b)
     res = result or CaseResult(name, (a.shape[0], b.shape[0], a.shape[1]))
     if result is None:
@@ -133,10 +139,12 @@ def measure(
         for key in names[k:] + names[:k]:
             f = impls[key]
             time.sleep(settle_s)
-            t0 = time.perf_counter()
-            for _ in range(calls_per_round):
-                f()
-            dt = (time.perf_counter() - t0) / calls_per_round
+            dt = float("inf")
+            for _ in range(max(1, best_of)):
+                t0 = time.perf_counter()
+                for _ in range(calls_per_round):
+                    f()
+                dt = min(dt, (time.perf_counter() - t0) / calls_per_round)
             res.best[key] = min(dt, res.best.get(key, float("inf")))
             res.times.setdefault(key, []).append(dt)
     res.rounds += rounds
