@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 from harness.kernels._native import _cosine, _matrix
 
 __all__ = ["cosine_similarity", "paired_cosine_similarity", "blas_info", "CosineIndex"]
