@@ -145,6 +145,12 @@ def test_cosine_index_speed(name: str, capsys) -> None:  # noqa: ANN001 - pytest
             f"{_load()} after)"
         )
 
+    if n == 1:
+        with capsys.disabled():
+            print(
+                f"{name}: {bound_ratio:.2f}x the stream bound (target {CFG.target_time_vs_stream}x "
+                f"reported, not asserted; {CFG.max_time_vs_stream}x asserted)"
+            )
     problems = []
     if vs_faiss < CFG.min_speedup_vs_faiss:
         problems.append(f"{vs_faiss:.2f}x FAISS (floor {CFG.min_speedup_vs_faiss}x)")
