@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness.services.base import running
-from harness.testing.plugin import backend, external_url, require_docker
+from harness.testing.plugin import require_backend
 
 
 @pytest.fixture(scope="session")
@@ -43,24 +45,55 @@ def embed_sentences(embed_cfg) -> list[str]:
     return read_sentences(fixture(embed_cfg, embed_cfg.embed.compare.sentences_file))
 
 
-@pytest.fixture(scope="session")
-def embed_server(
-    pytestconfig, embed_cfg, embed_formats, embed_conversions, tmp_path_factory
+@contextlib.contextmanager
+def embeddings_server(
+    cfg: Any,
+    formats: list[str],
+    backend: str,
+    *,
+    http_url: str | None = None,
+    grpc_url: str | None = None,
+    work_dir: Path | None = None,
 ) -> Iterator[Any]:
-    """A ready Triton serving the tokenizer, every CPU format and their ensembles."""
+    """A ready Triton on `backend` serving the tokenizer, `formats` and their ensembles."""
     from harness.embeddings.serving import make_server
 
-    kind = backend(pytestconfig)
-    kwargs: dict[str, Any] = {}
-    if kind == "docker":
-        require_docker()
-    elif kind == "external":
-        kwargs["http_url"] = external_url(pytestconfig, "triton-url", "Triton")
-        kwargs["grpc_url"] = pytestconfig.getoption("--triton-grpc-url")
-    else:
-        kwargs["work_dir"] = tmp_path_factory.mktemp("embed_triton")
-    server = make_server(embed_cfg, embed_formats, kind, **kwargs)
+    require_backend(backend)
+    server = make_server(
+        cfg, formats, backend, work_dir=work_dir, http_url=http_url, grpc_url=grpc_url
+    )
     with running(server):
+        yield server
+
+
+@pytest.fixture(scope="session")
+def embed_work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the local backend materializes the embeddings repository."""
+    return tmp_path_factory.mktemp("embed_triton")
+
+
+@pytest.fixture(scope="session")
+def embed_server(
+    triton_backend,
+    triton_url,
+    triton_grpc_url,
+    embed_cfg,
+    embed_formats,
+    embed_conversions,
+    embed_work_dir,
+) -> Iterator[Any]:
+    """A ready Triton serving the tokenizer, every CPU format and their ensembles.
+
+    It runs on the Triton fixtures' backend and URLs (`triton_backend`, `triton_url`, ...).
+    """
+    with embeddings_server(
+        embed_cfg,
+        embed_formats,
+        triton_backend,
+        http_url=triton_url,
+        grpc_url=triton_grpc_url,
+        work_dir=embed_work_dir,
+    ) as server:
         yield server
 
 

@@ -2,7 +2,9 @@
 
 `files_pool` is a generated pool plus things that must never be served: a hidden file, a hidden
 folder, symlinks to a secret outside the pool (file and folder) and one to a file inside it.
-`pool_server` runs once per implementation (nginx, python); `file_server` follows --backend.
+`pool_server` runs once per implementation (nginx, python); `file_server` follows --backend and
+is built from `files_backend`, `files_url`, `files_cfg` and `files_pool`, each of which a
+conftest.py may override.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness.services.base import running
+from harness.testing.plugin import require_backend, service_url
 
 SECRET = "TOP-SECRET-OUTSIDE-THE-POOL-7f3a"
 
@@ -78,17 +81,22 @@ def pool_server(request: pytest.FixtureRequest, files_pool: Pool, files_cfg) -> 
 
 
 @pytest.fixture(scope="session")
-def file_server(pytestconfig: pytest.Config, files_pool: Pool, files_cfg) -> Iterator:
-    """The FileServer chosen by --backend (local: nginx if installed, else python)."""
-    from harness.services.fileserver import file_server as make
-    from harness.testing.plugin import backend, external_url, require_docker
+def files_backend(backend_name: str) -> str:
+    """Where the file server comes from: local, docker or external (default: --backend)."""
+    return backend_name
 
-    name = backend(pytestconfig)
-    url = None
-    if name == "docker":
-        require_docker()
-    elif name == "external":
-        url = external_url(pytestconfig, "files-url", "the file server")
-    server = make(name, files_pool.root, files_cfg.files.server, url=url)
-    with running(server):
-        yield server
+
+@pytest.fixture(scope="session")
+def files_url(pytestconfig: pytest.Config, files_backend: str) -> str | None:
+    """Base URL of the external file server (--files-url); None unless the backend is external."""
+    return service_url(pytestconfig, files_backend, "files-url", "the file server")
+
+
+@pytest.fixture(scope="session")
+def file_server(files_backend: str, files_url: str | None, files_pool: Pool, files_cfg) -> Iterator:
+    """The FileServer from `files_backend` (local: nginx if installed, else python)."""
+    from harness.services.fileserver import file_server as make
+
+    require_backend(files_backend)
+    with running(make(files_backend, files_pool.root, files_cfg.files.server, url=files_url)) as s:
+        yield s

@@ -1,32 +1,45 @@
 """Session fixtures for MLflow: a tracking server from the chosen backend (local process by
-default, a container with --backend docker, --mlflow-url with --backend external)."""
+default, a container with --backend docker, --mlflow-url with --backend external).
+
+`mlflow_tracking` is built from `mlflow_backend`, `mlflow_url` and `mlflow_cfg`, each of which a
+conftest.py may override."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from harness.services.base import running
-from harness.testing.plugin import backend, external_url, require_docker
+from harness.testing.plugin import require_backend, service_url
 
 
 @pytest.fixture(scope="session")
-def mlflow_tracking(
-    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """URL of a running MLflow tracking server for the test session."""
+def mlflow_backend(backend_name: str) -> str:
+    """Where the tracking server comes from: local, docker or external (default: --backend)."""
+    return backend_name
+
+
+@pytest.fixture(scope="session")
+def mlflow_url(pytestconfig: pytest.Config, mlflow_backend: str) -> str | None:
+    """URL of the external tracking server (--mlflow-url); None unless the backend is external."""
+    return service_url(pytestconfig, mlflow_backend, "mlflow-url", "MLflow")
+
+
+@pytest.fixture(scope="session")
+def mlflow_cfg(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The composed config, with the local server's store in a temp folder."""
     from harness.config import compose
+
+    return compose([f"logging.local.store_dir={tmp_path_factory.mktemp('mlflow')}"])
+
+
+@pytest.fixture(scope="session")
+def mlflow_tracking(mlflow_cfg: Any, mlflow_backend: str, mlflow_url: str | None) -> Iterator[str]:
+    """URL of a running MLflow tracking server for the test session."""
     from harness.services.mlflow import tracking_service
 
-    kind = backend(pytestconfig)
-    store = tmp_path_factory.mktemp("mlflow")
-    cfg = compose([f"logging.local.store_dir={store}"])
-    url = None
-    if kind == "external":
-        url = external_url(pytestconfig, "mlflow-url", "MLflow")
-    elif kind == "docker":
-        require_docker()
-    service = tracking_service(cfg, kind, url)
-    with running(service):
+    require_backend(mlflow_backend)
+    with running(tracking_service(mlflow_cfg, mlflow_backend, mlflow_url)) as service:
         yield service.url

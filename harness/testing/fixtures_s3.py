@@ -1,7 +1,8 @@
 """Session fixtures for the S3 service: one server per test session, chosen by --backend.
 
 `s3_service` is started lazily (only tests that ask for it pay the start-up) and stopped at the
-end of the session. Tests isolate themselves with unique key prefixes (`s3_prefix`), so one
+end of the session; it is built from `s3_backend`, `s3_url` and `s3_cfg`, each of which a
+conftest.py may override. Tests isolate themselves with unique key prefixes (`s3_prefix`), so one
 server and one bucket serve them all.
 """
 
@@ -14,26 +15,38 @@ from typing import Any
 import pytest
 
 from harness.services.base import running
-from harness.testing.plugin import backend, external_url, require_docker
+from harness.testing.plugin import require_backend, service_url
 
 TEST_BUCKET = "harness-test"
 
 
 @pytest.fixture(scope="session")
-def s3_service(
-    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Any]:
-    """A running S3 service (local moto/minio process, MinIO container, or external URL)."""
+def s3_backend(backend_name: str) -> str:
+    """Where the S3 service comes from: local, docker or external (default: --backend)."""
+    return backend_name
+
+
+@pytest.fixture(scope="session")
+def s3_url(pytestconfig: pytest.Config, s3_backend: str) -> str | None:
+    """Endpoint of the external S3 service (--s3-url); None unless the backend is external."""
+    return service_url(pytestconfig, s3_backend, "s3-url", "S3")
+
+
+@pytest.fixture(scope="session")
+def s3_cfg(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The composed config, with the local service's runtime files in a temp folder."""
     from harness.config import compose
+
+    return compose([f"paths.work_dir={tmp_path_factory.mktemp('s3-work')}"])
+
+
+@pytest.fixture(scope="session")
+def s3_service(s3_cfg: Any, s3_backend: str, s3_url: str | None) -> Iterator[Any]:
+    """A running S3 service (local moto/minio process, MinIO container, or external URL)."""
     from harness.services.s3 import make_s3_service
 
-    chosen = backend(pytestconfig)
-    if chosen == "docker":
-        require_docker()
-    url = external_url(pytestconfig, "s3-url", "S3") if chosen == "external" else None
-    cfg = compose([f"paths.work_dir={tmp_path_factory.mktemp('s3-work')}"])
-    svc = make_s3_service(cfg, chosen, url)
-    with running(svc):
+    require_backend(s3_backend)
+    with running(make_s3_service(s3_cfg, s3_backend, s3_url)) as svc:
         yield svc
 
 

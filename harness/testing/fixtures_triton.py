@@ -1,6 +1,10 @@
 """Session fixtures for Triton: the golden fixture model in a temp repository, served by the
 backend chosen with --backend (local | docker | external), plus clients for both protocols.
 
+`triton_server` only builds the server from small fixtures a conftest.py may override one at a
+time: `triton_backend`, `triton_url`, `triton_grpc_url`, `triton_cfg`, `triton_repository`,
+`triton_work_dir`.
+
 The served repository is the canonical `config.pbtxt` of the classifier with the committed
 fixture ONNX file (fixtures/triton/model.onnx), so golden answers do not depend on retraining.
 """
@@ -14,9 +18,9 @@ import pytest
 
 from harness.services.base import running
 from harness.serving.golden import GOLDEN_DIR, Golden, load_golden, make_fixture_repository
+from harness.testing.plugin import require_backend, service_url
 
 __all__ = ["GOLDEN_DIR", "Golden", "load_golden", "make_fixture_repository"]
-from harness.testing.plugin import backend, external_url, require_docker
 
 
 @pytest.fixture(scope="session")
@@ -40,24 +44,47 @@ def triton_repository(triton_cfg, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def triton_server(pytestconfig, triton_cfg, triton_repository, tmp_path_factory) -> Iterator:
-    """A ready TritonServer serving the fixture model, on the chosen backend."""
+def triton_backend(backend_name: str) -> str:
+    """Where the Triton server comes from: local, docker or external (default: --backend)."""
+    return backend_name
+
+
+@pytest.fixture(scope="session")
+def triton_url(pytestconfig: pytest.Config, triton_backend: str) -> str | None:
+    """HTTP URL of the external server (--triton-url); None unless the backend is external."""
+    return service_url(pytestconfig, triton_backend, "triton-url", "Triton")
+
+
+@pytest.fixture(scope="session")
+def triton_grpc_url(pytestconfig: pytest.Config, triton_backend: str) -> str | None:
+    """gRPC address of the external server (--triton-grpc-url); None unless external."""
+    return pytestconfig.getoption("--triton-grpc-url") if triton_backend == "external" else None
+
+
+@pytest.fixture(scope="session")
+def triton_work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the local backend materializes the repository and writes its logs."""
+    return tmp_path_factory.mktemp("triton")
+
+
+@pytest.fixture(scope="session")
+def triton_server(
+    triton_cfg, triton_backend, triton_url, triton_grpc_url, triton_repository, triton_work_dir
+) -> Iterator:
+    """A ready TritonServer serving the fixture model, built from the fixtures above."""
     from harness.services.triton import make_triton
 
-    kind = backend(pytestconfig)
-    if kind == "docker":
-        require_docker()
-        server = make_triton(triton_cfg, "docker", triton_repository)
-    elif kind == "external":
-        http = external_url(pytestconfig, "triton-url", "Triton")
-        grpc = pytestconfig.getoption("--triton-grpc-url")
-        server = make_triton(triton_cfg, "external", http_url=http, grpc_url=grpc)
-    else:
-        server = make_triton(
-            triton_cfg, "local", triton_repository, work_dir=tmp_path_factory.mktemp("triton")
-        )
+    require_backend(triton_backend)
+    server = make_triton(
+        triton_cfg,
+        triton_backend,
+        triton_repository,
+        http_url=triton_url,
+        grpc_url=triton_grpc_url,
+        work_dir=triton_work_dir,
+    )
     with running(server):
-        if kind == "external":
+        if triton_backend == "external":
             _load_fixture_model_externally(triton_cfg, server)
         yield server
 
@@ -105,9 +132,9 @@ def external_model_name(cfg) -> str:
 
 
 @pytest.fixture(scope="session")
-def triton_model(pytestconfig, triton_cfg, triton_server) -> str:
+def triton_model(triton_backend, triton_cfg, triton_server) -> str:
     """Name of the served fixture classifier."""
-    if backend(pytestconfig) == "external":
+    if triton_backend == "external":
         return external_model_name(triton_cfg)
     return triton_cfg.triton.model_name
 

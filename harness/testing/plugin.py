@@ -3,6 +3,10 @@
 `--backend local` (default) starts embedded local processes, `--backend docker` uses containers
 (skipped when no Docker engine answers), `--backend external` talks to URLs given with the
 `--*-url` options, so the same tests verify a remote deployment.
+
+Each service fixture is composed of small session fixtures (`<service>_backend`,
+`<service>_url`, `<service>_cfg`, ...) that a conftest.py may override one at a time; the
+options only give their defaults.
 """
 
 from __future__ import annotations
@@ -47,12 +51,23 @@ def external_url(config: pytest.Config, option: str, service: str) -> str:
     return url
 
 
+def service_url(config: pytest.Config, kind: str, option: str, service: str) -> str | None:
+    """The --`option` URL when `kind` is external (skip when it is missing), else None."""
+    return external_url(config, option, service) if kind == "external" else None
+
+
 def require_docker() -> None:
     """Skip the test when no Docker engine answers."""
     from harness.services import docker_available
 
     if not docker_available():
         pytest.skip("no Docker engine: the docker backend cannot run on this machine")
+
+
+def require_backend(kind: str) -> None:
+    """Skip when backend `kind` cannot run here (docker without an engine)."""
+    if kind == "docker":
+        require_docker()
 
 
 @pytest.fixture(scope="session")

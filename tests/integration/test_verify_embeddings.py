@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from harness.services.base import free_port, running
-from harness.testing.plugin import backend, external_url, require_docker
+from harness.services.base import free_port
+from harness.testing.fixtures_embeddings import embeddings_server
 from tests.integration._cli import harness, ok
 
 pytestmark = pytest.mark.integration
@@ -37,23 +37,23 @@ LINE = re.compile(r"^  (PASS|FAIL|SKIP) (\S+)(?:: (.*))?$")
 
 
 @pytest.fixture(scope="module")
-def server(pytestconfig, embed_cfg, tmp_path_factory) -> Iterator[Any]:
+def server(
+    embed_cfg, triton_backend, triton_url, triton_grpc_url, tmp_path_factory
+) -> Iterator[Any]:
     """One Triton serving the tokenizer and the fp32, fp16 and int8 models with their ensembles."""
     from harness.embeddings.convert import convert_formats
     from harness.embeddings.repository import write_configs
-    from harness.embeddings.serving import make_server
 
     write_configs(embed_cfg.embed)
     convert_formats(embed_cfg, list(FORMATS))
-    kind = backend(pytestconfig)
-    kwargs: dict[str, Any] = {}
-    if kind == "docker":
-        require_docker()
-    elif kind == "external":
-        kwargs["http_url"] = external_url(pytestconfig, "triton-url", "Triton")
-    else:
-        kwargs["work_dir"] = tmp_path_factory.mktemp("verify_embed_triton")
-    with running(make_server(embed_cfg, list(FORMATS), kind, **kwargs)) as srv:
+    with embeddings_server(
+        embed_cfg,
+        list(FORMATS),
+        triton_backend,
+        http_url=triton_url,
+        grpc_url=triton_grpc_url,
+        work_dir=tmp_path_factory.mktemp("verify_embed_triton"),
+    ) as srv:
         yield srv
 
 
