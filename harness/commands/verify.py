@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from harness.errors import HarnessError
 
@@ -27,14 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(
         dest="action", metavar="<kind>", required=True, parser_class=IntermixedParser
     )
+    for name, (summary, description, add_own) in KINDS.items():
+        kind = sub.add_parser(name, help=summary, description=description, epilog=EPILOG)
+        add_own(kind)
+        _common(kind)
 
-    i = sub.add_parser(
-        "inference",
-        help="one model on any Open Inference Protocol server (Triton, MLServer, KServe, ...)",
-        description="Check one served model against its reference: metadata, outputs, batch "
-        "invariance, isolation under concurrency, bad requests, wire formats, latency.",
-        epilog=EPILOG,
-    )
+
+def _inference_arguments(i: argparse.ArgumentParser) -> None:
     i.add_argument("--url", help="server HTTP URL: http://host:port or host:port")
     i.add_argument("--model", help="served model name")
     ref = i.add_mutually_exclusive_group()
@@ -57,15 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     i.add_argument("--atol", type=float, help="absolute tolerance (default: from the datatype)")
     i.add_argument("--rtol", type=float, help="relative tolerance (default: from the datatype)")
     i.add_argument("--targets", help="YAML file of targets: verify many models in one run")
-    _common(i)
 
-    e = sub.add_parser(
-        "embeddings",
-        help="a served text -> embedding model against sentence-transformers",
-        description="Check a served sentence-embedding model (text in, vector out) against the "
-        "sentence-transformers oracle with the project's drift thresholds for its precision.",
-        epilog=EPILOG,
-    )
+
+def _embeddings_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--url", required=True, help="server HTTP URL")
     e.add_argument("--model", required=True, help="served model name (text in, embedding out)")
     e.add_argument(
@@ -75,32 +69,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="which drift thresholds apply (default fp32)",
     )
     e.add_argument("--sentences", help="text file, one sentence a line (default: committed set)")
-    _common(e)
 
-    f = sub.add_parser(
-        "files",
-        help="any HTTP file server: every hash of the manifest, plus security probes",
-        description="Download every file of the manifest and check its sha256, then probe the "
-        "server: traversal, hidden files, listings, methods, Range abuse, oversized headers.",
-        epilog=EPILOG,
-    )
+
+def _files_arguments(f: argparse.ArgumentParser) -> None:
     f.add_argument("--url", required=True, help="file server base URL")
     f.add_argument("--manifest", help="manifest path or URL (default: <url>/SHA256SUMS)")
     f.add_argument("--pool", help="the served folder when local: adds the planted-symlink probe")
-    _common(f)
 
-    s = sub.add_parser(
-        "s3",
-        help="any S3 endpoint: integrity, checkpoint resume under a cut, auth refusals, MB/s",
-        description="Round trips below and above the multipart threshold, a checkpoint upload cut "
-        "mid-way, refusal of wrong and missing credentials, put/get throughput. Credentials come "
-        "from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and are never printed.",
-        epilog=EPILOG,
-    )
+
+def _s3_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--endpoint", required=True, help="S3 endpoint URL")
     s.add_argument("--bucket", required=True, help="bucket to verify (must exist)")
     s.add_argument("--prefix", help="key prefix for the objects the checks write")
-    _common(s)
+
+
+# kind -> (one-line help, description, the kind's own arguments); _common adds the shared ones.
+KINDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = {
+    "inference": (
+        "one model on any Open Inference Protocol server (Triton, MLServer, KServe, ...)",
+        "Check one served model against its reference: metadata, outputs, batch "
+        "invariance, isolation under concurrency, bad requests, wire formats, latency.",
+        _inference_arguments,
+    ),
+    "embeddings": (
+        "a served text -> embedding model against sentence-transformers",
+        "Check a served sentence-embedding model (text in, vector out) against the "
+        "sentence-transformers oracle with the project's drift thresholds for its precision.",
+        _embeddings_arguments,
+    ),
+    "files": (
+        "any HTTP file server: every hash of the manifest, plus security probes",
+        "Download every file of the manifest and check its sha256, then probe the "
+        "server: traversal, hidden files, listings, methods, Range abuse, oversized headers.",
+        _files_arguments,
+    ),
+    "s3": (
+        "any S3 endpoint: integrity, checkpoint resume under a cut, auth refusals, MB/s",
+        "Round trips below and above the multipart threshold, a checkpoint upload cut "
+        "mid-way, refusal of wrong and missing credentials, put/get throughput. Credentials come "
+        "from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and are never printed.",
+        _s3_arguments,
+    ),
+}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
