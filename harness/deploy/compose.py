@@ -11,6 +11,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from harness.config import plain
+from harness.errors import HarnessError
 from harness.paths import resolve
 from harness.services.docker import (
     image_problem,
@@ -18,6 +19,7 @@ from harness.services.docker import (
     load_compose,
     published_ports,
 )
+from harness.services.triton_config import TritonServerConfig, merge_flags
 
 
 def _seconds(value: Any) -> float:
@@ -140,17 +142,12 @@ def compose_problems(cfg: DictConfig, path: str | os.PathLike[str] | None = None
 
 
 def _consistency_problems(cfg: DictConfig, fname: str, svcs: Mapping[str, Any]) -> list[str]:
-    """Compose agrees with what the other services' configs pin (checked once they exist)."""
+    """Compose agrees with the services' configs where both name a thing (bucket, root, ports).
+
+    Images are not among them: docker-compose.yml is the only place that names one, and the
+    docker backends run compose's services (harness.services.docker.container_spec).
+    """
     problems: list[str] = []
-    pairs = [
-        ("triton", "triton.docker.image"),
-        ("minio", "storage.docker.image"),
-    ]
-    for svc, key in pairs:
-        want = plain(cfg, key)
-        have = svcs.get(svc, {}).get("image")
-        if want and have and want != have:
-            problems.append(f"{fname}: service {svc!r} image {have} differs from {key}={want}")
     bucket = plain(cfg, "storage.bucket")
     init_env = svcs.get("minio-init", {}).get("environment") or {}
     if bucket and isinstance(init_env, dict) and init_env.get("HARNESS_S3_BUCKET") != bucket:
@@ -172,6 +169,13 @@ def _consistency_problems(cfg: DictConfig, fname: str, svcs: Mapping[str, Any]) 
         cmd = " ".join(map(str, triton.get("command") or []))
         if f"--model-repository={mount}" not in cmd:
             problems.append(f"{fname}: triton command does not serve --model-repository={mount}")
+    if triton:
+        # The docker backend adds the typed triton.server flags to this command: they must agree.
+        try:
+            flags = TritonServerConfig.from_config(cfg.triton.server).flags()
+            merge_flags([str(a) for a in triton.get("command") or []], flags, f"{fname} triton")
+        except HarnessError as exc:
+            problems.append(str(exc))
     files = svcs.get("files", {})
     root = plain(cfg, "files.server.nginx.container_root", "/usr/share/nginx/html")
     pool = [v for v in _bind_mounts(files) if v.get("target") == root]
@@ -184,25 +188,11 @@ def _consistency_problems(cfg: DictConfig, fname: str, svcs: Mapping[str, Any]) 
             f"{fname}: nginx listens on {listen} (files.server.nginx.container_port), "
             f"compose publishes container port {published}"
         )
-    want = plain(cfg, "files.server.nginx.image")
-    have = files.get("image")
-    if want and have and not same_release(want, have):
+    s3_port = plain(cfg, "storage.docker.port")
+    s3_published = plain(cfg, "stack.ports.minio.s3.container")
+    if s3_port and s3_published and int(s3_port) != int(s3_published):
         problems.append(
-            f"{fname}: service 'files' image {have} is not files.server.nginx.image={want}"
+            f"{fname}: the S3 docker backend uses container port {s3_port} (storage.docker.port), "
+            f"compose publishes {s3_published}"
         )
     return problems
-
-
-def same_release(want: str, have: str) -> bool:
-    """`have` is `want`, or pins a patch of the release line `want` names (1.27 -> 1.27.4)."""
-    if want == have:
-        return True
-    (w_repo, _, w_tag), (h_repo, _, h_tag) = want.rpartition(":"), have.rpartition(":")
-    w_ver, _, w_suffix = w_tag.partition("-")
-    h_ver, _, h_suffix = h_tag.partition("-")
-    return (
-        w_repo == h_repo
-        and w_suffix == h_suffix
-        and h_ver.startswith(w_ver + ".")
-        and all(part.isdigit() for part in w_ver.split("."))
-    )

@@ -20,9 +20,12 @@ import urllib.request
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from harness.errors import ServiceError
+
+if TYPE_CHECKING:  # the spec's module builds on this one
+    from harness.services.docker import ContainerSpec
 
 log = logging.getLogger(__name__)
 
@@ -105,17 +108,46 @@ def docker_available(timeout: float = 3.0) -> bool:
         return False
 
 
-class ContainerService:
-    """One testcontainers container with the Service shape: start, wait until healthy, stop.
+# Words that mark a log line as the reason a service failed (the one heuristic every backend
+# uses: local processes, containers, the compose CLI).
+ERROR_WORDS = ("error", "failed", "fatal", "exception", "unable", "invalid", "cannot", "unhealthy")
 
-    Subclasses build the container (not started) in `build()` and say what answers when it is
-    healthy in `healthy(url)`; `port` is the container port behind `url`. Used only where a
-    Docker engine answers (`docker_available`), else `start()` raises a one-line ServiceError.
+
+def last_line(text: str) -> str:
+    """The last non-blank line of `text`, stripped ('' when there is none)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def error_lines(text: str, limit: int = 5, *, or_last: bool = False) -> str:
+    """The last `limit` lines of `text` that look like errors, joined by '; '.
+
+    With `or_last`, the last non-blank line stands in when no line has an error word (compose's
+    stderr often states the reason without one); '' when `text` is blank.
+    """
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    hits = [ln for ln in lines if any(w in ln.lower() for w in ERROR_WORDS)]
+    if not hits and or_last and lines:
+        hits = lines[-1:]
+    return "; ".join(hits[-limit:]) if limit > 0 else ""
+
+
+class ContainerService:
+    """One container with the Service shape: start, wait until healthy, stop.
+
+    Every docker backend (Triton, S3, MLflow, file server) is one of these. A subclass returns
+    its compose service as a `harness.services.docker.ContainerSpec` from `spec()` (so images,
+    commands and mounts come from docker-compose.yml) and says what answers when it is healthy in
+    `healthy(url)`: the one wait strategy. `port` is the container port behind `url`. Without a
+    Docker engine `start()` raises a one-line ServiceError; a container that exits or never
+    becomes healthy is removed and its error lines make the message, its log the `detail`.
     """
 
     name = "container"
     port = 80
     startup_timeout = 60.0
+    poll_interval = 0.5
+    log_lines = 400  # log tail kept in ServiceError.detail
 
     def __init__(self) -> None:
         self._container: Any = None
@@ -128,13 +160,30 @@ class ContainerService:
             raise ServiceError(f"{self.name} is not started")
         return self._url
 
+    def spec(self) -> ContainerSpec:
+        """The compose service this backend runs, as plain data (needs no engine)."""
+        raise NotImplementedError
+
     def build(self) -> Any:
         """The testcontainers container to run, configured but not started."""
-        raise NotImplementedError
+        return self.spec().testcontainer()
 
     def healthy(self, url: str) -> bool:
         """True when the service at `url` answers its health check."""
         raise NotImplementedError
+
+    @property
+    def container_host(self) -> str:
+        """The host the container's mapped ports are reached on (valid after start)."""
+        if self._container is None:
+            raise ServiceError(f"{self.name} is not started")
+        return str(self._container.get_container_host_ip())
+
+    def mapped_port(self, container_port: int) -> int:
+        """The host port `container_port` is mapped to (valid after start)."""
+        if self._container is None:
+            raise ServiceError(f"{self.name} is not started")
+        return int(self._container.get_exposed_port(container_port))
 
     def start(self) -> None:
         """Run the container and wait until healthy; ServiceError (container removed) if not."""
@@ -147,16 +196,47 @@ class ContainerService:
         try:
             container.start()
         except Exception as exc:  # noqa: BLE001 - docker raises many types
-            raise ServiceError(f"{self.name}: cannot start {image}: {exc}") from exc
-        self._container = container
-        host, mapped = container.get_container_host_ip(), container.get_exposed_port(self.port)
-        self._url = f"http://{host}:{mapped}"
-        if not wait_until(self.ready, self.startup_timeout, interval=0.5):
-            url = self._url
-            self.stop()
             raise ServiceError(
-                f"{self.name}: {image} not healthy at {url} after {self.startup_timeout:.0f}s"
-            )
+                f"{self.name}: cannot start {image}: {last_line(str(exc)) or type(exc).__name__}"
+            ) from exc
+        self._container = container
+        self._url = f"http://{self.container_host}:{self.mapped_port(self.port)}"
+        if not wait_until(
+            self.ready, self.startup_timeout, interval=self.poll_interval, abort=self._exited
+        ):
+            url = self._url
+            reason = self._exited() or f"not healthy at {url} after {self.startup_timeout:.0f}s"
+            logs = self.log_tail(self.log_lines)
+            errors = error_lines(logs)
+            self.stop()
+            msg = f"{self.name}: {image} {reason}"
+            raise ServiceError(f"{msg}: {errors}" if errors else msg, detail=logs)
+
+    def _exited(self) -> str | None:
+        """Why the container is no longer running ('exited with code N'), None while it runs."""
+        container = self._container
+        if container is None:
+            return None
+        try:
+            wrapped = container.get_wrapped_container()
+            wrapped.reload()
+        except Exception:  # noqa: BLE001 - an unanswered inspect is no verdict
+            return None
+        if wrapped.status not in ("exited", "dead"):
+            return None
+        code = (wrapped.attrs.get("State") or {}).get("ExitCode", "?")
+        return f"exited with code {code}"
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The container's last `lines` log lines, stdout then stderr ('' when not running)."""
+        if self._container is None:
+            return ""
+        try:
+            out, err = self._container.get_logs()
+        except Exception:  # noqa: BLE001 - a removed container has no logs
+            return ""
+        text = (out or b"").decode(errors="replace") + (err or b"").decode(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
 
     def ready(self) -> bool:
         """True when started and healthy."""
@@ -168,6 +248,13 @@ class ContainerService:
         self._url = ""
         if container is not None:
             container.stop()
+
+    def __enter__(self) -> ContainerService:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 _PR_SET_PDEATHSIG = 1
@@ -237,10 +324,7 @@ class LocalProcess:
 
     def error_lines(self, lines: int = 5) -> str:
         """The log lines that look like errors (for one-line failure messages)."""
-        words = ("error", "failed", "fatal", "exception", "unable", "invalid")
-        text = self.log_tail(400).splitlines()
-        hits = [ln.strip() for ln in text if any(w in ln.lower() for w in words)]
-        return "; ".join(hits[-lines:])
+        return error_lines(self.log_tail(400), lines)
 
     def start(self) -> None:
         """Start the process (idempotent) and wait until its health check passes."""

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import yaml
 
 from harness.errors import ServiceError
 from harness.paths import ROOT
-from harness.services.base import docker_available, wait_until
+from harness.services.base import docker_available, error_lines, wait_until
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 NO_ENGINE = "no Docker engine"
@@ -167,12 +167,9 @@ def engine_problem(timeout: float = 3.0) -> str | None:
     return f"{NO_ENGINE} answers at {where} (start Docker or set DOCKER_HOST)"
 
 
-def _first_error_line(text: str) -> str:
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        if any(w in ln.lower() for w in ("error", "cannot", "failed", "unhealthy", "invalid")):
-            return ln
-    return lines[-1] if lines else "no output"
+def _compose_error(stderr: str) -> str:
+    """The line of compose's stderr that says why it failed."""
+    return error_lines(stderr, 1, or_last=True) or "no output"
 
 
 class ComposeStack:
@@ -218,7 +215,7 @@ class ComposeStack:
         proc = self._exec(*args, timeout=timeout)
         if check and proc.returncode != 0:
             raise ServiceError(
-                f"`compose {' '.join(args)}` failed: {_first_error_line(proc.stderr)}",
+                f"`compose {' '.join(args)}` failed: {_compose_error(proc.stderr)}",
                 detail=proc.stderr,
             )
         return proc.stdout
@@ -229,7 +226,7 @@ class ComposeStack:
         # Some compose releases print a validation error yet exit 0 with nothing on stdout.
         if proc.returncode != 0 or not proc.stdout.strip():
             raise ServiceError(
-                f"`compose config` rejects {self.file.name}: {_first_error_line(proc.stderr)}",
+                f"`compose config` rejects {self.file.name}: {_compose_error(proc.stderr)}",
                 detail=proc.stderr,
             )
         return json.loads(proc.stdout)
@@ -348,7 +345,7 @@ class ComposeService:
             self.stack.run("rm", "--force", self.service, check=False)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ContainerSpec:
     """One compose service as plain data: what a testcontainers backend needs to run it."""
 
@@ -361,13 +358,39 @@ class ContainerSpec:
     binds: list[tuple[str, str, str]] = field(default_factory=list)  # (host, container, ro|rw)
     tmpfs: list[str] = field(default_factory=list)  # container paths of compose's named volumes
     shm_size: str | None = None
+    ulimits: list[tuple[str, int, int]] = field(default_factory=list)  # (name, soft, hard)
     healthcheck: list[str] | None = None
+
+    def bind(self, target: str, host: str | os.PathLike[str]) -> ContainerSpec:
+        """This spec with `host` mounted at `target`, a bind mount compose already declares."""
+        found = [b for b in self.binds if b[1] == target]
+        if not found:
+            have = ", ".join(b[1] for b in self.binds) or "none"
+            raise ServiceError(
+                f"compose service {self.service!r} mounts nothing at {target} (mounts: {have})"
+            )
+        host_path = str(Path(host).resolve())
+        return replace(
+            self, binds=[(host_path, t, m) if t == target else (h, t, m) for h, t, m in self.binds]
+        )
+
+    def require_ports(self, *ports: int) -> ContainerSpec:
+        """This spec, after checking that compose publishes each container port in `ports`."""
+        missing = [p for p in ports if p not in self.ports]
+        if missing:
+            have = ", ".join(map(str, self.ports)) or "none"
+            raise ServiceError(
+                f"compose service {self.service!r} does not publish container port "
+                f"{', '.join(map(str, missing))} (publishes: {have})"
+            )
+        return self
 
     def testcontainer(self) -> Any:
         """A testcontainers DockerContainer for this spec (not started); needs an engine."""
         problem = engine_problem()
         if problem:
             raise ServiceError(f"{self.service}: {problem}")
+        from docker.types import Ulimit
         from testcontainers.core.container import DockerContainer
 
         c = DockerContainer(self.image)
@@ -379,16 +402,29 @@ class ContainerSpec:
             c.with_exposed_ports(*self.ports)
         for host, target, mode in self.binds:
             c.with_volume_mapping(host, target, mode)
+        for path in self.tmpfs:
+            c.with_tmpfs_mount(path)
         kwargs: dict[str, Any] = {}
         if self.entrypoint:
             kwargs["entrypoint"] = self.entrypoint
         if self.shm_size:
             kwargs["shm_size"] = self.shm_size
-        if self.tmpfs:
-            kwargs["tmpfs"] = {path: "" for path in self.tmpfs}
+        if self.ulimits:
+            kwargs["ulimits"] = [Ulimit(name=n, soft=s, hard=h) for n, s, h in self.ulimits]
         if kwargs:
             c.with_kwargs(**kwargs)
         return c
+
+
+def _ulimits(value: Any) -> list[tuple[str, int, int]]:
+    """Compose `ulimits` ({name: n} or {name: {soft, hard}}) as (name, soft, hard)."""
+    out = []
+    for name, limit in (value or {}).items():
+        if isinstance(limit, dict):
+            out.append((str(name), int(limit["soft"]), int(limit["hard"])))
+        else:
+            out.append((str(name), int(limit), int(limit)))
+    return out
 
 
 def _as_argv(value: Any) -> list[str] | None:
@@ -449,5 +485,6 @@ def container_spec(
         binds=mounts,
         tmpfs=tmpfs,
         shm_size=str(svc["shm_size"]) if svc.get("shm_size") else None,
+        ulimits=_ulimits(svc.get("ulimits")),
         healthcheck=_as_argv(hc.get("test")) if not hc.get("disable") else None,
     )

@@ -1,7 +1,8 @@
 """FileServer: a read-only pool over HTTP with the common start/ready/url/stop shape.
 
 Backends: local (nginx when installed, else the uvicorn/Starlette fallback; both a LocalProcess
-on a free port), docker (the nginx image via testcontainers; needs an engine), external (a URL).
+on a free port), docker (docker-compose.yml's `files` service via testcontainers; needs an
+engine), external (a URL).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from harness.services.base import (
     LocalProcess,
     free_port,
     http_ok,
+    last_line,
 )
+from harness.services.docker import ContainerSpec, container_spec
 
 IMPLS = ("auto", "nginx", "python")
 # A running pool server answers its manifest 200, or 404 when the folder has none yet.
@@ -155,8 +158,9 @@ class LocalFileServer:
             log = self.runtime / "error.log"
             extra = ""
             if log.exists():
-                lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-                extra = f": {lines[-1]}" if lines else ""
+                # Every line of nginx's error log is a complaint: the newest is the reason.
+                last = last_line(log.read_text(errors="replace"))
+                extra = f": {last}" if last else ""
             raise ServiceError(f"{exc}{extra}", detail=exc.detail) from exc
 
     def ready(self) -> bool:
@@ -181,9 +185,10 @@ class LocalFileServer:
 
 
 class DockerFileServer(ContainerService):
-    """The official nginx image serving `root` (mounted read-only) with the generated config."""
+    """docker-compose.yml's `files` service: nginx serving `root` read-only, generated config."""
 
     name = "files-docker"
+    compose_service = "files"
 
     def __init__(self, root: str | os.PathLike[str], scfg: Mapping[str, Any]) -> None:
         super().__init__()
@@ -191,21 +196,25 @@ class DockerFileServer(ContainerService):
         self.scfg = scfg
         self.port = int(scfg["nginx"]["container_port"])
         self.startup_timeout = float(scfg["startup_timeout"])
+        self.conf = resolve(scfg["runtime_dir"]) / "docker" / "nginx.conf"
+
+    def spec(self) -> ContainerSpec:
+        """Compose's `files` with `root` and this config's container rendering mounted."""
+        ncfg = self.scfg["nginx"]
+        spec = container_spec(self.compose_service).require_ports(self.port)
+        command = spec.command or []
+        if "-c" not in command[:-1]:
+            raise ServiceError(
+                f"compose service {self.compose_service!r} runs {command}, not `nginx -c CONF`"
+            )
+        conf_target = command[command.index("-c") + 1]
+        return spec.bind(str(ncfg["container_root"]), self.root).bind(conf_target, self.conf)
 
     def build(self) -> Any:
-        """nginx with the container rendering of the generated config, `root` mounted."""
-        from testcontainers.core.container import DockerContainer
-
-        ncfg = self.scfg["nginx"]
-        conf = resolve(self.scfg["runtime_dir"]) / "docker" / "nginx.conf"
-        conf.parent.mkdir(parents=True, exist_ok=True)
-        conf.write_text(nginx_conf.render_container(ncfg))
-        return (
-            DockerContainer(ncfg["image"])
-            .with_volume_mapping(str(self.root), ncfg["container_root"], "ro")
-            .with_volume_mapping(str(conf), "/etc/nginx/nginx.conf", "ro")
-            .with_exposed_ports(self.port)
-        )
+        """The container, after writing the container rendering of the nginx config."""
+        self.conf.parent.mkdir(parents=True, exist_ok=True)
+        self.conf.write_text(nginx_conf.render_container(self.scfg["nginx"]))
+        return super().build()
 
     def healthy(self, url: str) -> bool:
         """True when the manifest answers."""

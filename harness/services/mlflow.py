@@ -25,6 +25,7 @@ from harness.services.base import (
     free_port,
     http_ok,
 )
+from harness.services.docker import ContainerSpec, container_spec
 
 
 def mlflow_executable() -> str:
@@ -82,25 +83,22 @@ def local_tracking_server(cfg: DictConfig, port: int | None = None) -> LocalProc
 
 
 class DockerTrackingServer(ContainerService):
-    """The tracking server in a container (testcontainers); needs a Docker engine."""
+    """docker-compose.yml's `mlflow` service via testcontainers; needs a Docker engine."""
 
     name = "mlflow-tracking-docker"
-    port = 5000
+    compose_service = "mlflow"
 
     def __init__(self, cfg: DictConfig) -> None:
         super().__init__()
-        self.image = cfg.logging.docker.image
+        self.cfg = cfg
+        self.port = int(cfg.stack.ports.mlflow.http.container)
         self.startup_timeout = float(cfg.logging.local.startup_timeout)
 
-    def build(self) -> Any:
-        """The image with a sqlite store and proxied artifacts."""
-        from testcontainers.core.container import DockerContainer
-
-        c = DockerContainer(self.image).with_exposed_ports(self.port)
-        return c.with_env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false").with_command(
-            f"mlflow server --host 0.0.0.0 --port {self.port} --workers 1 "
-            "--backend-store-uri sqlite:////tmp/mlflow.db --artifacts-destination /tmp/artifacts"
-        )
+    def spec(self) -> ContainerSpec:
+        """Compose's `mlflow`: image, one-worker command, store in a per-container tmpfs."""
+        return container_spec(
+            self.compose_service, resolve(self.cfg.stack.compose_file)
+        ).require_ports(self.port)
 
     def healthy(self, url: str) -> bool:
         """True when /health answers."""

@@ -5,7 +5,8 @@
   on (`storage.local.authentication`): its first few actions, unauthenticated, create an IAM user,
   its policy and its access key (harness.services.moto_server); every later request must be
   signed with that key. Credentials are generated per start and handed to clients through `env()`.
-- docker: MinIO in a pinned image through testcontainers' MinioContainer (needs a Docker engine).
+- docker: docker-compose.yml's `minio` service (its pinned image) through testcontainers (needs a
+  Docker engine).
 - external: S3_ENDPOINT_URL (or storage.endpoint_url) with AWS_ACCESS_KEY_ID/SECRET from env.
 """
 
@@ -20,13 +21,13 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig
 
 from harness.errors import ServiceError
 from harness.paths import resolve
 from harness.services.base import ContainerService, LocalProcess, free_port, wait_until
+from harness.services.docker import ContainerSpec, container_spec
 from harness.storage.s3 import Credentials, S3Client, S3Settings
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ class LocalS3Service(_S3Base):
         port = free_port(self.host)
         url = f"http://{self.host}:{port}"
         # Fresh random credentials per start: nothing hard-coded, nothing reused.
-        self.credentials = Credentials("harness" + secrets.token_hex(4), secrets.token_urlsafe(24))
+        self.credentials = _new_credentials()
         env = dict(os.environ)
         log_path = self.work_dir / "logs" / f"s3-{self.kind}-{port}.log"
         if self.kind == "minio":
@@ -191,6 +192,11 @@ class LocalS3Service(_S3Base):
         self.stop()
 
 
+def _new_credentials() -> Credentials:
+    """Random credentials for one start of a server we run (nothing hard-coded or reused)."""
+    return Credentials("harness" + secrets.token_hex(4), secrets.token_urlsafe(24))
+
+
 def _moto_bootstrap(url: str, region: str) -> Credentials:
     """Spend moto's unauthenticated actions on an IAM user with S3 rights; return its key."""
     import boto3
@@ -220,33 +226,35 @@ def _moto_bootstrap(url: str, region: str) -> Credentials:
 
 
 class DockerS3Service(ContainerService, _S3Base):
-    """MinIO in a pinned image via testcontainers (only where a Docker engine answers)."""
+    """docker-compose.yml's `minio` service via testcontainers (only where an engine answers)."""
 
     name = "s3 (docker)"
+    compose_service = "minio"
     startup_timeout = 60.0
 
     def __init__(self, storage: DictConfig) -> None:
         super().__init__()
         self.storage = storage
-        self.image = str(storage.docker.image)
         self.port = int(storage.docker.port)
+        # Generated per start; compose hands them to MinIO as MINIO_ROOT_USER/PASSWORD.
         self.credentials: Credentials | None = None
 
-    def build(self) -> Any:
-        """MinIO with credentials generated for this start."""
-        from testcontainers.community.minio import MinioContainer
+    def spec(self) -> ContainerSpec:
+        """Compose's `minio` (image, command, environment) with this start's credentials."""
+        if self.credentials is None:
+            self.credentials = _new_credentials()
+        env = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": self.credentials.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.credentials.secret_access_key,
+        }
+        return container_spec(self.compose_service, env=env).require_ports(self.port)
 
-        self.credentials = Credentials("harness" + secrets.token_hex(4), secrets.token_urlsafe(24))
-        container = MinioContainer(
-            image=self.image,
-            port=self.port,
-            access_key=self.credentials.access_key_id,
-            secret_key=self.credentials.secret_access_key,
-        )
-        # Newer MinIO reads MINIO_ROOT_*; the container class sets the legacy names only.
-        container.with_env("MINIO_ROOT_USER", self.credentials.access_key_id)
-        container.with_env("MINIO_ROOT_PASSWORD", self.credentials.secret_access_key)
-        return container
+    def start(self) -> None:
+        """Start MinIO with credentials generated for this start."""
+        if self._container is None:
+            self.credentials = _new_credentials()
+        super().start()
 
     def healthy(self, url: str) -> bool:
         """True when MinIO's liveness endpoint answers."""

@@ -18,13 +18,16 @@ import sysconfig
 import tempfile
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from harness.errors import HarnessError, ServiceError
 from harness.paths import resolve
-from harness.services.base import LocalProcess, docker_available, http_ok, wait_until
+from harness.services.base import ContainerService, LocalProcess, http_ok, last_line, wait_until
+from harness.services.docker import ContainerSpec, container_spec
+from harness.services.triton_config import TritonServerConfig, merge_flags
 
 log = logging.getLogger(__name__)
 BACKENDS = ("local", "docker", "external")
@@ -32,17 +35,6 @@ BACKENDS = ("local", "docker", "external")
 
 def _strip_scheme(url: str) -> str:
     return url.split("://", 1)[-1].rstrip("/")
-
-
-def server_flags(server: DictConfig, models: Sequence[str]) -> list[str]:
-    """tritonserver flags from `triton.server` that every backend that starts one passes."""
-    flags = [
-        f"--model-control-mode={server.model_control_mode}",
-        f"--http-thread-count={int(server.http_thread_count)}",
-    ]
-    if server.model_control_mode == "explicit":
-        flags += [f"--load-model={m}" for m in models]
-    return flags
 
 
 class TritonServer:
@@ -235,7 +227,11 @@ class LocalTriton(TritonServer):
         base = resolve(cfg.paths.work_dir) / "triton"
         self.work_dir = Path(work_dir) if work_dir else base / f"run-{uuid.uuid4().hex[:8]}"
         self.backends_root = base / "backends"
-        self.extra_args = list(server.extra_args) + list(extra_args)
+        typed = TritonServerConfig.from_config(server)
+        # Built (and checked) once; start() fills in where this server runs.
+        self.server_config = replace(
+            typed, address=self.host, extra_args=(*typed.extra_args, *map(str, extra_args))
+        )
         self.ready_path = server.ready_path
         self.process: LocalProcess | None = None
 
@@ -276,21 +272,18 @@ class LocalTriton(TritonServer):
     def _start_once(self, repo: Path, backend_dir: Path) -> None:
         server = self.cfg.triton.server
         self.http_port, self.grpc_port, self.metrics_port = free_ports(3, self.host)
-        argv = [
-            str(tritonserver_binary()),
-            f"--model-repository={repo}",
-            f"--backend-directory={backend_dir}",
-            f"--http-address={self.host}",
-            f"--grpc-address={self.host}",
-            f"--metrics-address={self.host}",
-            f"--http-port={self.http_port}",
-            f"--grpc-port={self.grpc_port}",
-            f"--metrics-port={self.metrics_port}",
-            "--allow-gpu-metrics=false",
-            f"--log-verbose={int(server.log_verbose)}",
-            *server_flags(server, self.models),
-            *self.extra_args,
-        ]
+        config = replace(
+            self.server_config,
+            model_repository=str(repo),
+            backend_directory=str(backend_dir),
+            http_port=self.http_port,
+            grpc_port=self.grpc_port,
+            metrics_port=self.metrics_port,
+            models=(
+                tuple(self.models) if self.server_config.model_control_mode == "explicit" else ()
+            ),
+        )
+        argv = config.to_argv(str(tritonserver_binary()))
         self.process = LocalProcess(
             "tritonserver",
             argv,
@@ -308,8 +301,9 @@ class LocalTriton(TritonServer):
             log_text = self.process.log_tail(400)
             if "Usage: tritonserver" in log_text:
                 # An argument error prints the whole usage text; its last line is the reason.
-                last = [ln for ln in log_text.splitlines() if ln.strip()][-1].strip()
-                raise ServiceError(f"tritonserver refused its arguments: {last}") from exc
+                raise ServiceError(
+                    f"tritonserver refused its arguments: {last_line(log_text)}"
+                ) from exc
             raise
 
     def ready(self) -> bool:
@@ -360,70 +354,69 @@ class LocalTriton(TritonServer):
 
 
 # -------------------------------------------------------------------------------------- docker
-class DockerTriton(TritonServer):
-    """NVIDIA's official tritonserver image (pinned tag), canonical repository mounted read-only."""
+class DockerTriton(ContainerService, TritonServer):
+    """NVIDIA's tritonserver image as docker-compose.yml's `triton` service runs it.
+
+    Image, command, shm size and ulimits come from the compose file; the canonical repository is
+    mounted read-only where compose mounts it (`triton.docker.repository_mount`), host ports are
+    random, and the typed `triton.server` config adds its flags to compose's command.
+    """
 
     backend = "docker"
+    name = "triton (docker)"
+    compose_service = "triton"
 
     def __init__(self, cfg: DictConfig, repository: Path, models: Sequence[str] | None = None):
-        super().__init__("127.0.0.1", 0, 0, 0)
+        ContainerService.__init__(self)
+        TritonServer.__init__(self, "127.0.0.1", 0, 0, 0)
         self.cfg = cfg
         self.repository = Path(repository).resolve()
         self.wanted = None if models is None else list(models)
-        self.container = None
-        self.ready_path = cfg.triton.server.ready_path
+        server = cfg.triton.server
+        self.ready_path = server.ready_path
+        self.server_config = TritonServerConfig.from_config(server)
+        ports = cfg.stack.ports.triton
+        # The container ports compose publishes: HTTP (behind `url`), gRPC, metrics.
+        self.container_ports = tuple(int(ports[k].container) for k in ("http", "grpc", "metrics"))
+        self.port = self.container_ports[0]
+        self.startup_timeout = float(server.startup_timeout_s)
+
+    def _models(self) -> list[str]:
+        from harness.serving.repository import list_models
+
+        return self.wanted or list_models(self.repository)
+
+    def spec(self) -> ContainerSpec:
+        """Compose's `triton` service with this repository mounted and the typed flags added."""
+        compose_file = resolve(self.cfg.stack.compose_file)
+        spec = container_spec(self.compose_service, compose_file).require_ports(
+            *self.container_ports
+        )
+        spec = spec.bind(str(self.cfg.triton.docker.repository_mount), self.repository)
+        typed = self.server_config
+        if typed.model_control_mode == "explicit":
+            typed = replace(typed, models=tuple(self._models()))
+        command = merge_flags(
+            spec.command or [],
+            typed.flags(),
+            f"{compose_file.name} service {self.compose_service!r}",
+        )
+        return replace(spec, command=command)
+
+    def healthy(self, url: str) -> bool:
+        """True when the server reports ready (all loaded models ready)."""
+        return http_ok(url + self.ready_path)
 
     def start(self) -> None:
         """Run the container, wait until ready; ServiceError with its log on failure."""
-        if self.container is not None:
+        if self._container is not None:
             return
-        if not docker_available():
-            raise ServiceError("no Docker engine: the docker backend cannot run on this machine")
-        from testcontainers.core.container import DockerContainer
-
-        dk, server = self.cfg.triton.docker, self.cfg.triton.server
-        from harness.serving.repository import list_models
-
-        self.models = self.wanted or list_models(self.repository)
-        cmd = [
-            "tritonserver",
-            f"--model-repository={dk.repository_mount}",
-            *server_flags(server, self.models),
-        ]
-        container = (
-            DockerContainer(dk.image)
-            .with_volume_mapping(str(self.repository), dk.repository_mount, "ro")
-            .with_exposed_ports(8000, 8001, 8002)
-            .with_kwargs(shm_size=dk.shm_size)
-            .with_command(" ".join(cmd))
+        self.models = self._models()
+        ContainerService.start(self)
+        self.host = self.container_host
+        self.http_port, self.grpc_port, self.metrics_port = (
+            self.mapped_port(p) for p in self.container_ports
         )
-        self.container = container.start()
-        self.host = container.get_container_host_ip()
-        self.http_port = int(container.get_exposed_port(8000))
-        self.grpc_port = int(container.get_exposed_port(8001))
-        self.metrics_port = int(container.get_exposed_port(8002))
-        if not wait_until(self.ready, float(server.startup_timeout_s), interval=1.0):
-            logs = self.log_tail(200)
-            errors = [ln for ln in logs.splitlines() if "error" in ln.lower()][-5:]
-            self.stop()
-            raise ServiceError(
-                f"tritonserver container did not become ready: {'; '.join(errors) or 'no log'}",
-                detail=logs,
-            )
-
-    def log_tail(self, lines: int = 30) -> str:
-        """The container's last log lines."""
-        if self.container is None:
-            return ""
-        out, err = self.container.get_logs()
-        text = (out or b"").decode(errors="replace") + (err or b"").decode(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        """Remove the container."""
-        container, self.container = self.container, None
-        if container is not None:
-            container.stop()
 
 
 # ------------------------------------------------------------------------------------ external

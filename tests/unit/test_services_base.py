@@ -1,4 +1,5 @@
-"""LocalProcess: healthy start, clear failure with the log, and no orphans after stop."""
+"""LocalProcess: healthy start, clear failure with the log, and no orphans after stop; the one
+heuristic every backend uses to pick error lines out of a log."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from harness.errors import ServiceError
 from harness.services import ExternalService, LocalProcess, free_port, http_ok
+from harness.services.base import error_lines, last_line
 from tests.integration._cli import lines_until
 
 
@@ -100,6 +102,35 @@ def test_failed_start_names_the_error_and_the_log(tmp_path) -> None:
     assert str(tmp_path / "broken.log") in msg
     assert "\n" not in msg
     assert not svc.running()
+
+
+LOG = """
+I1202 loading model 'a'
+E1202 failed to load 'a': Invalid argument: unexpected shape
+I1202 retrying
+W1202 Unable to open file b.onnx
+Fatal: nothing left to serve
+
+"""
+
+
+def test_error_lines_keep_the_last_errors_in_one_line() -> None:
+    """Lines with an error word, newest last, '; '-joined; a limit keeps the newest ones."""
+    assert error_lines(LOG) == (
+        "E1202 failed to load 'a': Invalid argument: unexpected shape; "
+        "W1202 Unable to open file b.onnx; Fatal: nothing left to serve"
+    )
+    assert error_lines(LOG, 1) == "Fatal: nothing left to serve"
+    assert error_lines(LOG, 0) == ""
+
+
+def test_error_lines_fallback_is_the_last_line() -> None:
+    """Without an error word: '' (a log), or the last line with or_last (compose's stderr)."""
+    quiet = "pulling image\nservice minio-nit: undefined\n\n"
+    assert error_lines(quiet) == ""
+    assert error_lines(quiet, 1, or_last=True) == "service minio-nit: undefined"
+    assert error_lines("  \n", or_last=True) == "" and last_line("") == ""
+    assert last_line(quiet) == "service minio-nit: undefined"
 
 
 def test_missing_binary_is_a_service_error(tmp_path) -> None:

@@ -133,6 +133,12 @@ def test_container_spec_mirrors_the_compose_service(tmp_path: Path) -> None:
     assert triton.ports == [8000, 8001, 8002]
     assert triton.binds == [(str(resolve(CFG.paths.model_repository)), "/models", "ro")]
     assert triton.shm_size == "1g" and triton.healthcheck[0] == "CMD"
+    assert triton.ulimits == [("memlock", -1, -1), ("stack", 67108864, 67108864)]
+    moved = triton.bind("/models", tmp_path)
+    assert (
+        moved.binds == [(str(tmp_path.resolve()), "/models", "ro")] and moved.image == triton.image
+    )
+    assert triton.require_ports(8000, 8002) is triton
     mlflow = dk.container_spec("mlflow", env={})
     assert mlflow.tmpfs == ["/mlflow"] and mlflow.binds == []  # named volume -> tmpfs
     minio = dk.container_spec("minio", env={"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"})
