@@ -1,1 +1,1 @@
-"""Object storage: a retrying S3 client and training checkpoints in a bucket."""
+"""Object storage: a retrying S3 client, a local directory alike, and the checkpoint store."""

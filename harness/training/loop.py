@@ -19,7 +19,8 @@ from harness.errors import HarnessError
 from harness.io import atomic_path
 from harness.models.cnn import DigitCNN, build_model
 from harness.paths import resolve
-from harness.training.checkpoint import make_store
+from harness.storage.checkpoint_format import CheckpointStore
+from harness.storage.checkpoints import make_store
 from harness.training.state import capture_state, restore_state
 from harness.training.tracking import RunLogger
 
@@ -97,7 +98,7 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
     return loss, acc
 
 
-def resume_state(cfg: DictConfig, store: Any) -> dict[str, Any] | None:
+def resume_state(cfg: DictConfig, store: CheckpointStore | None) -> dict[str, Any] | None:
     """The checkpoint to resume from (top-level `resume`: false | true = latest | a key)."""
     resume = cfg.resume
     if resume is False or resume is None or str(resume).lower() in ("false", "none", ""):

@@ -11,7 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import HarnessError
-from harness.storage.checkpoint_format import FORMAT_VERSION, REQUIRED_KEYS
+from harness.storage.checkpoint_format import FORMAT_VERSION, missing_keys
 
 
 def rng_state() -> dict[str, Any]:
@@ -69,7 +69,7 @@ def restore_state(
     cfg: DictConfig,
 ) -> tuple[int, int]:
     """Load a checkpoint into model/optimizer/scheduler and the RNGs; return (epoch, step)."""
-    missing = [k for k in REQUIRED_KEYS if k not in state]
+    missing = missing_keys(state)
     if missing:
         raise HarnessError(f"checkpoint is missing keys: {', '.join(missing)}")
     if state["format_version"] != FORMAT_VERSION:

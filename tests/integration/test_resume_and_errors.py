@@ -10,8 +10,8 @@ from harness.config import compose
 from harness.data.layout import split_paths
 from harness.data.loader import prepare
 from harness.services.base import free_port
+from harness.storage.checkpoints import LocalCheckpointStore
 from harness.testing.states import assert_bit_identical
-from harness.training.checkpoint import LocalCheckpointStore
 from tests.integration._cli import harness, ok
 
 pytestmark = pytest.mark.integration
@@ -33,7 +33,9 @@ def test_resume_in_new_process_is_bit_exact(tmp_path):
 
     straight = LocalCheckpointStore(tmp_path / "straight" / "checkpoints")
     resumed = LocalCheckpointStore(tmp_path / "resumed" / "checkpoints")
-    assert straight.list() == resumed.list() == ["epoch-0001", "epoch-0002"]
+    epochs = [[k.split("-", 1)[1] for k in s.list()] for s in (straight, resumed)]
+    assert epochs[0] == epochs[1] == ["epoch0001.ckpt", "epoch0002.ckpt"]
+    assert resumed.latest() == resumed.list()[-1]
     a, b = straight.load(), resumed.load()
     assert a["epoch"] == b["epoch"] == 2 and a["global_step"] == b["global_step"]
     assert_bit_identical(a["model"], b["model"])
@@ -41,7 +43,7 @@ def test_resume_in_new_process_is_bit_exact(tmp_path):
     assert a["scheduler"] == b["scheduler"]
     assert_bit_identical(a["rng"]["torch"], b["rng"]["torch"])
     # the epoch really changed the weights (the comparison is not between two untouched models)
-    first = straight.load("epoch-0001")["model"]
+    first = straight.load(straight.list()[0])["model"]
     assert any(not torch.equal(first[k], a["model"][k]) for k in first)
     ma = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)["model"]
     mb = torch.load(tmp_path / "resumed" / "model.pt", weights_only=True)["model"]

@@ -23,7 +23,8 @@ import torch
 
 from harness.config import compose
 from harness.paths import resolve
-from harness.storage.checkpoints import S3CheckpointStore, _serialize
+from harness.storage.checkpoint_format import serialize
+from harness.storage.checkpoints import S3CheckpointStore
 from harness.storage.s3 import S3Client
 
 pytestmark = pytest.mark.perf
@@ -69,7 +70,7 @@ def test_checkpoint_throughput_vs_raw(s3_service, s3_bucket, s3_prefix):
         compose([*overrides, f"checkpoint.prefix={s3_prefix}/perf-mp"]), client=forced
     )
     state = _state(int(p.state_mb))
-    data, _ = _serialize(state)
+    data, _ = serialize(state)
     size = len(data)
     assert size >= p.state_mb * MB
     raw = client.raw

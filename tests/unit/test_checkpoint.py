@@ -1,8 +1,13 @@
-"""Checkpoint state capture/restore and the local checkpoint store."""
+"""Checkpoint state capture/restore, the serializer, and the store factory.
+
+The stores themselves (local directory and S3, one implementation) are tested side by side in
+test_checkpoint_stores.py.
+"""
 
 from __future__ import annotations
 
-import json
+import hashlib
+import io
 
 import pytest
 import torch
@@ -12,11 +17,12 @@ from harness.errors import HarnessError
 from harness.models.cnn import build_model
 from harness.storage.checkpoint_format import (
     REQUIRED_KEYS,
+    CheckpointError,
     CheckpointStore,
     deserialize,
     serialize,
 )
-from harness.training.checkpoint import LocalCheckpointStore, make_store
+from harness.storage.checkpoints import LocalCheckpointStore, make_store
 from harness.training.loop import make_optimizer, make_scheduler
 from harness.training.state import capture_state, restore_state
 
@@ -44,7 +50,9 @@ def test_capture_restore_round_trip_through_bytes():
     _step(model, opt, sched)
     state = capture_state(model, opt, sched, epoch=3, global_step=17, cfg=cfg)
     assert set(REQUIRED_KEYS) <= set(state)
-    state = deserialize(serialize(state))
+    data, digest = serialize(state)
+    assert digest == hashlib.sha256(data).hexdigest()
+    state = deserialize(data)
     expected_next = torch.rand(3)  # the RNG continues from the captured point
     cfg2, model2, opt2, sched2 = _setup()
     assert restore_state(state, model2, opt2, sched2, cfg2) == (3, 17)
@@ -73,45 +81,23 @@ def test_restore_rejects_incompatible_model_and_missing_keys():
         restore_state(broken, model, opt, sched, cfg)
 
 
-def test_local_store_save_list_prune_latest(tmp_path):
-    store = LocalCheckpointStore(tmp_path, keep_last=2)
-    assert isinstance(store, CheckpointStore)
-    assert store.latest() is None and store.list() == []
-    keys = [store.save({"epoch": e, "x": torch.tensor([e])}, e) for e in (1, 2, 3)]
-    assert store.list() == keys[1:]  # pruned to keep_last, oldest first
-    assert store.latest() == keys[-1]
-    assert store.load()["epoch"] == 3 and store.load(keys[1])["epoch"] == 2
-    store.delete(keys[-1])
-    assert store.latest() == keys[1]
-
-
-def test_local_store_detects_corruption_and_truncation(tmp_path):
-    store = LocalCheckpointStore(tmp_path, keep_last=0)
-    key = store.save({"epoch": 1, "w": torch.arange(100)}, 1)
-    path = tmp_path / f"{key}.pt"
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path.write_bytes(bytes(data))
-    with pytest.raises(HarnessError, match=f"corrupted checkpoint .*{key}.pt"):
-        store.load(key)
-    path.write_bytes(bytes(data[:-5]))
-    with pytest.raises(HarnessError, match="truncated checkpoint"):
-        store.load(key)
-    (tmp_path / f"{key}.pt.sha256").write_text(json.dumps({"nope": 1}))
-    with pytest.raises(HarnessError, match="checksum file"):
-        store.load(key)
-    with pytest.raises(HarnessError, match="not found"):
-        store.load("epoch-0099")
-
-
 def test_deserialize_rejects_garbage():
-    with pytest.raises(HarnessError, match="corrupted checkpoint"):
-        deserialize(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="checkpoint x.ckpt cannot be deserialized: "):
+        deserialize(b"not a checkpoint", "x.ckpt")
+    buf = io.BytesIO()
+    torch.save([1, 2], buf)
+    with pytest.raises(CheckpointError, match="checkpoint x.ckpt holds a list, not a dict"):
+        deserialize(buf.getvalue(), "x.ckpt")
 
 
 def test_make_store_by_config(tmp_path):
     assert make_store(compose(["checkpoint.store=none"])) is None
-    store = make_store(compose(["checkpoint.store=local", f"checkpoint.local_dir={tmp_path}"]))
-    assert isinstance(store, LocalCheckpointStore) and store.dir == tmp_path
+    cfg = compose(["checkpoint.store=local", f"checkpoint.local_dir={tmp_path}"])
+    store = make_store(cfg)
+    assert isinstance(store, LocalCheckpointStore) and isinstance(store, CheckpointStore)
+    assert store.dir == tmp_path and store.keep_last == cfg.checkpoint.keep_last
+    assert store.suffix == cfg.checkpoint.suffix and store.latest_name == cfg.checkpoint.latest_name
+    assert set(store.expected) == set(cfg.checkpoint.compatible_groups)
+    assert not tmp_path.joinpath("latest").exists()  # building a store writes nothing
     with pytest.raises(HarnessError, match="unknown checkpoint.store"):
         make_store(compose(["checkpoint.store=ftp"]))

@@ -208,10 +208,10 @@ def test_serialize_hashes_while_writing():
 
     import torch
 
-    from harness.storage.checkpoints import _serialize
+    from harness.storage.checkpoint_format import serialize
 
     state = {"model": {"w": torch.arange(300000, dtype=torch.float32)}, "epoch": 3}
-    data, digest = _serialize(state)
+    data, digest = serialize(state)
     assert digest == hashlib.sha256(data).hexdigest()
     back = torch.load(io.BytesIO(data), weights_only=False)
     assert torch.equal(back["model"]["w"], state["model"]["w"]) and back["epoch"] == 3
