@@ -33,7 +33,7 @@ LOG = b"I1202 starting\nE1202 model 'm' failed to load: bad file\nW1202 still wa
 
 class _Health(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        self.send_response(200 if self.path == "/health" else 404)
+        self.send_response(200 if self.path in ("/health", "/v2/health/ready") else 404)
         self.end_headers()
 
     def log_message(self, *args: object) -> None:
@@ -44,6 +44,7 @@ class _StandInContainer:
     """A testcontainers-like object whose container is a local HTTP server."""
 
     image = "stand-in:1"
+    exposed = {80: 0}  # container port -> offset from the server's port
 
     def __init__(self, fail_start: bool = False, exit_code: int | None = None) -> None:
         self.fail_start = fail_start
@@ -64,9 +65,9 @@ class _StandInContainer:
         return "127.0.0.1"
 
     def get_exposed_port(self, port: int) -> int:
-        assert port == 80
+        assert port in self.exposed
         assert self.server is not None
-        return self.server.server_address[1]
+        return self.server.server_address[1] + self.exposed[port]
 
     def get_wrapped_container(self) -> _StandInContainer:
         return self
@@ -186,6 +187,30 @@ def test_docker_triton_runs_the_compose_service_with_the_typed_flags(tmp_path: P
     ]  # --allow-gpu-metrics=false: compose already says so
     only = make_triton(CFG, "docker", tmp_path, models=["other"]).spec()
     assert only.command[-2] == "--load-model=other"
+
+
+class _TritonStandIn(_StandInContainer):
+    exposed = {8000: 0, 8001: 1, 8002: 2}
+
+
+class _StandInTriton(DockerTriton):
+    """The real DockerTriton (start, port mapping, readiness) on the stand-in engine."""
+
+    def build(self) -> _StandInContainer:
+        self.built = _TritonStandIn()
+        return self.built
+
+
+def test_docker_triton_maps_its_three_ports(engine: None, tmp_path: Path) -> None:
+    server = _StandInTriton(CFG, tmp_path, models=["m"])
+    with server:
+        http = server.built.server.server_address[1]
+        assert server.url == f"http://127.0.0.1:{http}" and server.ready()
+        assert server.grpc_url == f"127.0.0.1:{http + 1}"
+        assert server.metrics_url == f"http://127.0.0.1:{http + 2}/metrics"
+        assert server.models == ["m"] and "triton (docker) ready" in server.describe()[0]
+        assert server.log_tail(1) == "E1202 fatal: stand-in gives up"
+    assert server.built.stopped and not server.ready()
 
 
 def test_docker_triton_refuses_a_flag_compose_contradicts(tmp_path: Path) -> None:
