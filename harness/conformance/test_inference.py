@@ -475,8 +475,8 @@ def test_latency_and_throughput(ctx, record_metric) -> None:
         except HarnessError as exc:  # e.g. a Triton whose statistics API is restricted
             note = f"perf_analyzer could not measure ({exc}); Locust measured instead"
     if result is None:
+        from harness.urls import base_url
         from harness.verify.inference import _json_tensor
-        from harness.verify.urls import base_url
 
         body = {"inputs": [_json_tensor(k, v) for k, v in feed.items()]}
         result = load.run_locust(

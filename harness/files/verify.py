@@ -10,12 +10,13 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 
 from harness.errors import HarnessError
 from harness.files.pool import MANIFEST, parse_manifest
+from harness.urls import base_url
 
 OK, MISMATCH, MISSING, ERROR = "ok", "mismatch", "missing", "error"
 # httpx logs every request at INFO: thousands of lines for a pool.
@@ -91,17 +92,6 @@ class VerifyReport:
         }
 
 
-def base_url(url: str) -> str:
-    """The pool's base URL: accepts the root (with or without '/') or the manifest URL."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise HarnessError(f"not an http(s) URL: {url!r}")
-    url = url.split("?", 1)[0].split("#", 1)[0]
-    if url.endswith("/" + MANIFEST):
-        url = url[: -len(MANIFEST)]
-    return url.rstrip("/")
-
-
 def _unsafe(rel: str) -> bool:
     parts = rel.split("/")
     return rel.startswith("/") or "\\" in rel or any(p in ("", ".", "..") for p in parts)
@@ -124,7 +114,7 @@ class Verifier:
             raise HarnessError(f"--jobs must be at least 1, got {jobs}")
         if retries < 0:
             raise HarnessError(f"retries must be >= 0, got {retries}")
-        self.base = base_url(url)
+        self.base = base_url(url, MANIFEST)
         self.jobs = jobs
         self.retries = retries
         self.backoff = backoff

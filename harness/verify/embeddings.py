@@ -28,7 +28,7 @@ from harness.embeddings.compare import (
 from harness.embeddings.fixtures_gen import read_sentences
 from harness.embeddings.model import validate_texts
 from harness.errors import HarnessError
-from harness.verify.urls import base_url
+from harness.urls import base_url
 
 # httpx logs every request at INFO; a verify run makes a few hundred.
 logging.getLogger("httpx").setLevel(logging.WARNING)

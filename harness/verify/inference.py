@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.verify.urls import base_url, grpc_address
+from harness.urls import base_url, grpc_address
 
 # Open Inference Protocol datatype <-> numpy.
 DATATYPES: dict[str, np.dtype] = {

@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 from harness.errors import HarnessError
 from harness.perf.analyzer import run_perf_analyzer
 from harness.perf.tools import perf_analyzer_problem
-from harness.verify.urls import base_url
+from harness.urls import base_url
 
 # Run by path, never imported here: importing locust monkey-patches this process with gevent.
 LOCUSTFILE = Path(__file__).resolve().with_name("locustfile.py")

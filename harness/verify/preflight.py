@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.verify.urls import host_port
+from harness.urls import host_port
 
 
 def reachable(url: str, timeout: float = 5.0) -> None:

@@ -231,7 +231,7 @@ def checkpoint_cut(target: Target, vcfg: DictConfig, storage: DictConfig) -> dic
     """Save a checkpoint; cut the next upload half-way; `latest` unchanged; resume bit-exact."""
     from harness.storage.checkpoints import CheckpointError, S3CheckpointStore
     from harness.storage.faultproxy import FaultProxy
-    from harness.verify.urls import host_port
+    from harness.urls import host_port
 
     if urlsplit(target.endpoint).scheme == "https":
         raise S3CheckFailed(

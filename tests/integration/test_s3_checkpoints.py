@@ -29,7 +29,7 @@ from harness.storage.s3 import (
     StorageAuthError,
     StorageUnavailable,
 )
-from harness.verify.urls import host_port
+from harness.urls import host_port
 from tests.integration._cli import harness
 
 pytestmark = pytest.mark.integration

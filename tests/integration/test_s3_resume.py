@@ -17,7 +17,7 @@ from harness.storage.s3 import RetryPolicy, S3Client
 from harness.testing.states import assert_bit_identical
 from harness.training.loop import make_optimizer, make_scheduler
 from harness.training.state import capture_state
-from harness.verify.urls import host_port
+from harness.urls import host_port
 from tests.integration._cli import harness, ok
 
 pytestmark = pytest.mark.integration

@@ -22,8 +22,9 @@ from harness.files.pool import (
     scan_pool,
     write_manifest,
 )
-from harness.files.verify import _unsafe, base_url
+from harness.files.verify import _unsafe
 from harness.testing.fixtures_files import make_attack_pool
+from harness.urls import base_url
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -116,11 +117,12 @@ def test_parse_manifest_formats_and_errors() -> None:
 
 def test_base_url_and_unsafe_manifest_paths() -> None:
     assert base_url("http://h:1/") == "http://h:1"
-    assert base_url("http://h:1/pool/SHA256SUMS") == "http://h:1/pool"
-    with pytest.raises(HarnessError, match="not an http"):
-        base_url("ftp://h/x")
-    with pytest.raises(HarnessError):
-        base_url("h:1")
+    assert base_url("http://h:1/pool/SHA256SUMS", MANIFEST) == "http://h:1/pool"
+    assert base_url(" h:1/pool/?x=1#y ") == "http://h:1/pool"  # as users type it
+    assert base_url("https://h/SHA256SUMS") == "https://h/SHA256SUMS"  # only the named file
+    for bad in ("ftp://h/x", "http://", "", "nonsense", "h:port", "http://h:99999"):
+        with pytest.raises(HarnessError, match="not an http"):
+            base_url(bad)
     for rel in ("../x", "/etc/passwd", "a/../../b", "a\\b", "a//b", "./a"):
         assert _unsafe(rel), rel
     assert not _unsafe("d0-01/item-1.txt")

@@ -19,8 +19,18 @@ PACKAGE = ROOT / "harness"
 # belongs to the layer of the longest prefix that matches it, so a package's orchestration
 # modules (`*.demo`, runners that start servers) can sit above the package's library modules.
 LAYERS: list[tuple[str, list[str]]] = [
-    # Imports nothing from harness but these: errors, paths, atomic writes, Hydra config.
-    ("foundation", ["harness", "harness.errors", "harness.paths", "harness.io", "harness.config"]),
+    # Imports nothing from harness but these: errors, paths, atomic writes, Hydra config, URLs.
+    (
+        "foundation",
+        [
+            "harness",
+            "harness.errors",
+            "harness.paths",
+            "harness.io",
+            "harness.config",
+            "harness.urls",
+        ],
+    ),
     # Libraries: each does one thing on files, arrays or one client connection; none starts a
     # server. Report writers live here, next to the results they render.
     (

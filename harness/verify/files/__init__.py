@@ -19,7 +19,8 @@ from urllib.parse import quote
 
 from harness.errors import HarnessError
 from harness.files.pool import MANIFEST, parse_manifest
-from harness.files.verify import MISMATCH, MISSING, OK, Verifier, VerifyReport, base_url
+from harness.files.verify import MISMATCH, MISSING, OK, Verifier, VerifyReport
+from harness.urls import base_url
 from harness.verify.files.raw import NoAnswer, RawResponse, request
 
 __all__ = [
@@ -71,7 +72,7 @@ def load_manifest(
     url: str, source: str | None = None, timeout: float = 10.0
 ) -> list[tuple[str, str]]:
     """(sha256, path) entries of `source` (a file or URL; default <url>/SHA256SUMS), or one line."""
-    where = source or f"{base_url(url)}/{MANIFEST}"
+    where = source or f"{base_url(url, MANIFEST)}/{MANIFEST}"
     data = _manifest_bytes(where, timeout)
     not_one = f"{where} is not a sha256sum manifest"
     try:
@@ -186,7 +187,7 @@ class Target:
 def open_target(url: str, manifest: str | None = None, pool: str | None = None) -> Target:
     """Settings + manifest for `url`; bad input is a one-line HarnessError."""
     cfg = settings()
-    base = base_url(url if "://" in url else f"http://{url}")
+    base = base_url(url, MANIFEST)
     entries = load_manifest(base, manifest, float(cfg["timeout_s"]))
     pool_dir = None
     if pool:

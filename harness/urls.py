@@ -24,10 +24,23 @@ def host_port(url: str, default_port: int = 80) -> tuple[str, int]:
     return parts.hostname, port
 
 
-def base_url(url: str) -> str:
-    """`http://host:port` from `host:port` or a URL (no trailing slash)."""
-    text = url.strip().rstrip("/")
-    return text if "://" in text else f"http://{text}"
+def base_url(url: str, file: str | None = None) -> str:
+    """`http(s)://host:port[/path]` of a URL or `host:port`: no query, fragment, `/file` or '/'."""
+    text = url.strip()
+    bare = "://" not in text
+    parts = urlsplit(f"http://{text}" if bare else text)
+    bad = HarnessError(f"not an http(s) URL or host:port: {url!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise bad from None
+    # A bare word is a typo more often than a host on port 80: without a scheme, a port is needed.
+    if parts.scheme not in ("http", "https") or not parts.hostname or (bare and port is None):
+        raise bad
+    path = parts.path
+    if file and path.endswith("/" + file):  # the URL of a file in the folder, e.g. a manifest
+        path = path[: -len(file)]
+    return f"{parts.scheme}://{parts.netloc}{path}".rstrip("/")
 
 
 def grpc_address(url: str) -> str:
