@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import IO
 
 from harness.paths import ROOT
@@ -25,16 +28,22 @@ def ctrl_c_as_from_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def child_env(extra: dict[str, str] | None = None, drop: Sequence[str] = ()) -> dict[str, str]:
+    """os.environ for a child: the repository importable, no MLFLOW_TRACKING_URI nor `drop`."""
+    env = dict(os.environ)
+    for name in ("MLFLOW_TRACKING_URI", *drop):
+        env.pop(name, None)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra or {})
+    return env
+
+
 def harness(*args: str, timeout: float = 300, env: dict[str, str] | None = None):
     """`python -m harness ARGS` from the repository root; returns the CompletedProcess."""
-    full_env = dict(os.environ)
-    full_env.pop("MLFLOW_TRACKING_URI", None)
-    full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
-    full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "harness", *args],
         cwd=ROOT,
-        env=full_env,
+        env=child_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -85,16 +94,58 @@ def conformance_pytest(
     *options: str, cwd: str | os.PathLike[str], env: dict[str, str] | None = None, timeout=300
 ):
     """`pytest --pyargs harness.conformance OPTIONS` from `cwd`, as in a user's own CI."""
-    full_env = dict(os.environ)
-    full_env.pop("MLFLOW_TRACKING_URI", None)
-    full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
-    full_env.update(env or {})
     argv = [sys.executable, "-m", "pytest", "--pyargs", "harness.conformance"]
     return subprocess.run(
         [*argv, "-p", "no:cacheprovider", "-q", *options],
         cwd=cwd,
-        env=full_env,
+        env=child_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+@dataclass
+class Serving:
+    """A running `harness serve` child, what it printed up to its Ctrl-C line, its HTTP URL."""
+
+    proc: subprocess.Popen
+    text: str
+    http: str
+
+    def interrupt(self, timeout: float) -> str:
+        """Ctrl-C, as a user stops it: the rest of its output, after a clean exit 0."""
+        self.proc.send_signal(signal.SIGINT)
+        rest = self.proc.communicate(timeout=timeout)[0]
+        assert self.proc.returncode == 0, rest
+        return rest
+
+
+@contextlib.contextmanager
+def harness_serve(
+    *args: str,
+    timeout: float,
+    env: dict[str, str] | None = None,
+    drop: Sequence[str] = (),
+    cwd: str | os.PathLike[str] | None = None,
+) -> Iterator[Serving]:
+    """`python -m harness serve ARGS` until it prints its URLs; killed if still running after."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "serve", *args],
+        cwd=cwd,
+        env=child_env(env, drop),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=ctrl_c_as_from_a_terminal,
+    )
+    try:
+        lines = lines_until(proc.stdout, lambda ln: "Ctrl-C" in ln, timeout=timeout, what="serve")
+        text = "".join(lines)
+        http = re.search(r"HTTP\s+(http://\S+)", text)
+        assert http, f"serve printed no HTTP URL:\n{text}"
+        yield Serving(proc, text, http.group(1))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

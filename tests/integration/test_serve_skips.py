@@ -6,12 +6,9 @@ member has no weights yet: each is skipped with its reason, and everything else 
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +21,7 @@ from harness.services.base import http_ok
 from harness.services.triton import make_triton
 from harness.serving.golden import GOLDEN_DIR, load_golden, make_fixture_repository
 from harness.testing.triton_repos import TRT_CONFIG
-from tests.integration._cli import ctrl_c_as_from_a_terminal, lines_until
+from tests.integration._cli import harness_serve
 
 pytestmark = pytest.mark.integration
 
@@ -110,21 +107,10 @@ def test_plain_harness_serve_skips_what_cannot_load(tmp_path: Path) -> None:
     shutil.copyfile(GOLDEN_DIR / "model.onnx", model_dir / "model.onnx")  # as `harness export`
     before = {p: p.stat().st_mtime_ns for p in (root / "model_repository").rglob("*")}
 
-    env = dict(os.environ, PYTHONPATH=str(ROOT), HARNESS_ROOT=str(root))
-    env.pop("HARNESS_WORK_DIR", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness", "serve"],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=ctrl_c_as_from_a_terminal,
-    )
-    try:
-        lines = lines_until(proc.stdout, lambda ln: "Ctrl-C" in ln, timeout=300, what="serve")
-        text = "".join(lines)
-        http = re.search(r"HTTP\s+(http://\S+)", text).group(1)
+    with harness_serve(
+        env={"HARNESS_ROOT": str(root)}, drop=["HARNESS_WORK_DIR"], cwd=root, timeout=300
+    ) as served:
+        text, http = served.text, served.http
         models = re.search(r"models\s+(.*)", text).group(1).split(", ")
         assert cfg.triton.model_name in models and "minilm-tokenizer" in models
         for trt in ("fp16", "fp32", "int8"):
@@ -136,14 +122,7 @@ def test_plain_harness_serve_skips_what_cannot_load(tmp_path: Path) -> None:
         golden = load_golden()
         logits = _infer(http, cfg.triton.model_name, golden.images[:4], "images", "logits")
         assert (logits.argmax(1) == golden.predicted[:4]).all()
-        proc.send_signal(signal.SIGINT)
-        rest = proc.communicate(timeout=60)[0]
-        assert proc.returncode == 0, rest
-        assert "triton: stopped" in rest
+        assert "triton: stopped" in served.interrupt(timeout=60)
         assert not http_ok(http + "/v2/health/ready")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     after = {p: p.stat().st_mtime_ns for p in (root / "model_repository").rglob("*")}
     assert after == before  # serving only reads the repository

@@ -2,51 +2,31 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
-import sys
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 
 from harness.data.loader import load_split
-from harness.paths import ROOT
 from harness.services.base import http_ok, wait_until
 from harness.services.triton import process_alive
 from harness.serving.golden import GOLDEN_DIR, make_fixture_repository
-from tests.integration._cli import ctrl_c_as_from_a_terminal, lines_until
+from tests.integration._cli import harness, harness_serve
 
 pytestmark = pytest.mark.integration
-
-
-def _harness(*args, **kw):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args], env=env, capture_output=True, text=True, **kw
-    )
 
 
 def test_serve_prints_urls_and_stops_cleanly_on_ctrl_c(triton_repository, backend_name, tmp_path):
     if backend_name != "local":
         pytest.skip("starts its own local server")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), HARNESS_WORK_DIR=str(tmp_path))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness", "serve", "--repository", str(triton_repository)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=ctrl_c_as_from_a_terminal,
-    )
-    try:
-        lines = lines_until(proc.stdout, lambda ln: "Ctrl-C" in ln, timeout=180, what="serve")
-        text = "".join(lines)
-        http = re.search(r"HTTP\s+(http://\S+)", text).group(1)
-        assert re.search(r"gRPC\s+127\.0\.0\.1:\d+", text)
-        assert http_ok(http + "/v2/health/ready")
+    with harness_serve(
+        "--repository", str(triton_repository), env={"HARNESS_WORK_DIR": str(tmp_path)}, timeout=180
+    ) as served:
+        assert re.search(r"gRPC\s+127\.0\.0\.1:\d+", served.text)
+        assert http_ok(served.http + "/v2/health/ready")
         server_pids = [
             int(p)
             for p in subprocess.run(
@@ -54,15 +34,9 @@ def test_serve_prints_urls_and_stops_cleanly_on_ctrl_c(triton_repository, backen
             ).stdout.split()
         ]
         assert server_pids
-        proc.send_signal(signal.SIGINT)
-        rest = proc.communicate(timeout=30)[0]
-        assert proc.returncode == 0, rest
-        assert "stopped" in rest
+        assert "stopped" in served.interrupt(timeout=30)
         assert wait_until(lambda: not any(process_alive(p) for p in server_pids), timeout=15)
-        assert not http_ok(http + "/v2/health/ready")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        assert not http_ok(served.http + "/v2/health/ready")
 
 
 def _onnxruntime_predictions(model_path, images: np.ndarray) -> np.ndarray:
@@ -75,7 +49,7 @@ def _onnxruntime_predictions(model_path, images: np.ndarray) -> np.ndarray:
 def test_client_command_reports_accuracy_and_latency(
     triton_server, triton_model, triton_golden, triton_cfg, protocol
 ):
-    res = _harness(
+    res = harness(
         "client",
         "--url",
         triton_server.address(protocol),
@@ -105,7 +79,7 @@ def test_client_command_with_images_predicts_what_onnxruntime_does(
     images[:32] = triton_golden.images  # real digits first, seeded noise after
     np.save(tmp_path / "a.npy", images[:20])
     np.save(tmp_path / "b.npy", images[20:])
-    res = _harness(
+    res = harness(
         "client",
         "--url",
         triton_server.grpc_url,
@@ -133,24 +107,20 @@ def test_client_command_without_url_starts_its_own_server(
         pytest.skip("starts its own local server")
     # Plain `harness client`: no --url, so it serves the configured repository for the run.
     repo = make_fixture_repository(triton_cfg, tmp_path / "repo")
-    res = _harness(
-        "client",
-        f"triton.repository={repo}",
-        f"paths.work_dir={tmp_path / 'work'}",
-        "--images",  # nargs="+": overrides go before it, as a user learns from --help
-        str(GOLDEN_DIR / "golden.npz"),
-        timeout=300,
-    )
+
+    def client(images: Path) -> subprocess.CompletedProcess:
+        return harness(
+            "client",
+            f"triton.repository={repo}",
+            f"paths.work_dir={tmp_path / 'work'}",
+            "--images",  # nargs="+": overrides go before it, as a user learns from --help
+            str(images),
+        )
+
+    res = client(GOLDEN_DIR / "golden.npz")
     assert res.returncode != 0 and "cannot read image" in res.stderr  # .npz is no image
     np.save(tmp_path / "golden.npy", triton_golden.images)
-    res = _harness(
-        "client",
-        f"triton.repository={repo}",
-        f"paths.work_dir={tmp_path / 'work'}",
-        "--images",  # nargs="+": overrides go before it, as a user learns from --help
-        str(tmp_path / "golden.npy"),
-        timeout=300,
-    )
+    res = client(tmp_path / "golden.npy")
     assert res.returncode == 0, res.stderr
     printed = [int(p) for p in re.search(r"predicted: ([0-9 ]+)", res.stdout).group(1).split()]
     assert printed == triton_golden.predicted.tolist()
@@ -162,12 +132,12 @@ def test_client_command_without_url_starts_its_own_server(
 
 
 def test_client_command_bad_input_is_one_line(triton_server, tmp_path):
-    res = _harness("client", "--url", triton_server.grpc_url, "--model", "no-such-model")
+    res = harness("client", "--url", triton_server.grpc_url, "--model", "no-such-model")
     assert res.returncode != 0
     assert res.stderr.strip().count("\n") == 0 and "not known or not ready" in res.stderr
     bad = tmp_path / "x.png"
     bad.write_bytes(b"not an image")
-    res = _harness("client", "--url", triton_server.grpc_url, "--images", str(bad))
+    res = harness("client", "--url", triton_server.grpc_url, "--images", str(bad))
     assert res.returncode != 0 and "cannot read image" in res.stderr
     assert res.stderr.strip().count("\n") == 0
 
