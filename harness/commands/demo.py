@@ -14,7 +14,7 @@ from harness.errors import HarnessError
 STEPS: dict[str, tuple[str, str]] = {
     "pipeline": ("harness.training.demo", "data -> train -> infer -> ONNX -> mlflow models serve"),
     "triton": ("harness.serving.demo", "the classifier on Triton, queried by the client"),
-    "storage": ("harness.storage.demo", "checkpoints to S3, resume once"),
+    "storage": ("harness.training.resume_demo", "checkpoints to S3, resume once"),
     "kernels": ("harness.kernels.demo", "C++/BLAS cosine similarity vs numpy"),
     "files": ("harness.files.demo", "file pool served over HTTP and verified by hash"),
     "search": ("harness.files.search", "semantic search over a file pool: MiniLM + CosineIndex"),

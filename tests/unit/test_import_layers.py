@@ -67,7 +67,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "harness.files.search",
             "harness.kernels.demo",
             "harness.roofline.demo",
-            "harness.storage.demo",
+            "harness.training.resume_demo",
             "harness.training.demo",
         ],
     ),
