@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness.services.base import running
-from harness.testing.plugin import require_backend, service_url
+from harness.testing.plugin import backend_fixtures, require_backend
 
 SECRET = "TOP-SECRET-OUTSIDE-THE-POOL-7f3a"
 
@@ -80,16 +80,7 @@ def pool_server(request: pytest.FixtureRequest, files_pool: Pool, files_cfg) -> 
         yield server
 
 
-@pytest.fixture(scope="session")
-def files_backend(backend_name: str) -> str:
-    """Where the file server comes from: local, docker or external (default: --backend)."""
-    return backend_name
-
-
-@pytest.fixture(scope="session")
-def files_url(pytestconfig: pytest.Config, files_backend: str) -> str | None:
-    """Base URL of the external file server (--files-url); None unless the backend is external."""
-    return service_url(pytestconfig, files_backend, "files-url", "the file server")
+files_backend, files_url = backend_fixtures("files", "files-url", "the file server")
 
 
 @pytest.fixture(scope="session")

@@ -12,19 +12,9 @@ from typing import Any
 import pytest
 
 from harness.services.base import running
-from harness.testing.plugin import require_backend, service_url
+from harness.testing.plugin import backend_fixtures, require_backend
 
-
-@pytest.fixture(scope="session")
-def mlflow_backend(backend_name: str) -> str:
-    """Where the tracking server comes from: local, docker or external (default: --backend)."""
-    return backend_name
-
-
-@pytest.fixture(scope="session")
-def mlflow_url(pytestconfig: pytest.Config, mlflow_backend: str) -> str | None:
-    """URL of the external tracking server (--mlflow-url); None unless the backend is external."""
-    return service_url(pytestconfig, mlflow_backend, "mlflow-url", "MLflow")
+mlflow_backend, mlflow_url = backend_fixtures("mlflow", "mlflow-url", "MLflow")
 
 
 @pytest.fixture(scope="session")

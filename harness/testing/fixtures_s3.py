@@ -15,21 +15,12 @@ from typing import Any
 import pytest
 
 from harness.services.base import running
-from harness.testing.plugin import require_backend, service_url
+from harness.testing.plugin import backend_fixtures, require_backend
 
 TEST_BUCKET = "harness-test"
 
 
-@pytest.fixture(scope="session")
-def s3_backend(backend_name: str) -> str:
-    """Where the S3 service comes from: local, docker or external (default: --backend)."""
-    return backend_name
-
-
-@pytest.fixture(scope="session")
-def s3_url(pytestconfig: pytest.Config, s3_backend: str) -> str | None:
-    """Endpoint of the external S3 service (--s3-url); None unless the backend is external."""
-    return service_url(pytestconfig, s3_backend, "s3-url", "S3")
+s3_backend, s3_url = backend_fixtures("s3", "s3-url", "S3")
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ import pytest
 
 from harness.services.base import running
 from harness.serving.golden import GOLDEN_DIR, Golden, load_golden, make_fixture_repository
-from harness.testing.plugin import require_backend, service_url
+from harness.testing.plugin import backend_fixtures, require_backend
 
 __all__ = ["GOLDEN_DIR", "Golden", "load_golden", "make_fixture_repository"]
 
@@ -43,16 +43,7 @@ def triton_repository(triton_cfg, tmp_path_factory) -> Path:
     return make_fixture_repository(triton_cfg, tmp_path_factory.mktemp("triton_repo"))
 
 
-@pytest.fixture(scope="session")
-def triton_backend(backend_name: str) -> str:
-    """Where the Triton server comes from: local, docker or external (default: --backend)."""
-    return backend_name
-
-
-@pytest.fixture(scope="session")
-def triton_url(pytestconfig: pytest.Config, triton_backend: str) -> str | None:
-    """HTTP URL of the external server (--triton-url); None unless the backend is external."""
-    return service_url(pytestconfig, triton_backend, "triton-url", "Triton")
+triton_backend, triton_url = backend_fixtures("triton", "triton-url", "Triton")
 
 
 @pytest.fixture(scope="session")

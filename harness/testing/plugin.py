@@ -12,6 +12,7 @@ options only give their defaults.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -51,11 +52,6 @@ def external_url(config: pytest.Config, option: str, service: str) -> str:
     return url
 
 
-def service_url(config: pytest.Config, kind: str, option: str, service: str) -> str | None:
-    """The --`option` URL when `kind` is external (skip when it is missing), else None."""
-    return external_url(config, option, service) if kind == "external" else None
-
-
 def require_docker() -> None:
     """Skip the test when no Docker engine answers."""
     from harness.services import docker_available
@@ -74,3 +70,27 @@ def require_backend(kind: str) -> None:
 def backend_name(pytestconfig: pytest.Config) -> str:
     """The backend chosen with --backend / HARNESS_BACKEND."""
     return backend(pytestconfig)
+
+
+def backend_fixtures(service: str, option: str, label: str) -> tuple[Any, Any]:
+    """The `<service>_backend` and `<service>_url` session fixtures of one service.
+
+    `<service>_backend` defaults to `backend_name`; `<service>_url` is --`option` when that
+    backend is external (a skip naming the option when it is missing), else None. A conftest
+    overrides either by defining a fixture of the same name.
+    """
+
+    def backend_fixture(backend_name: str) -> str:
+        return backend_name
+
+    def url_fixture(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> str | None:
+        if request.getfixturevalue(f"{service}_backend") != "external":
+            return None
+        return external_url(pytestconfig, option, label)
+
+    backend_fixture.__doc__ = f"Where {label} comes from: local, docker or external (--backend)."
+    url_fixture.__doc__ = f"--{option} when {service}_backend is external, else None."
+    return (
+        pytest.fixture(scope="session", name=f"{service}_backend")(backend_fixture),
+        pytest.fixture(scope="session", name=f"{service}_url")(url_fixture),
+    )

@@ -16,15 +16,11 @@ from harness.services.base import docker_available, free_port
 
 pytest_plugins = ["pytester"]
 
-PLUGINS = """
-pytest_plugins = [
+SERVICES = ("mlflow", "triton", "s3", "files")
+PLUGINS = "pytest_plugins = %r\n" % [
     "harness.testing.plugin",
-    "harness.testing.fixtures_mlflow",
-    "harness.testing.fixtures_triton",
-    "harness.testing.fixtures_s3",
-    "harness.testing.fixtures_files",
+    *(f"harness.testing.fixtures_{name}" for name in SERVICES),
 ]
-"""
 
 # One test per service fixture: each only asks for it.
 SERVICE_TESTS = """
