@@ -19,6 +19,8 @@ def host_port(url: str, default_port: int = 80) -> tuple[str, int]:
         raise HarnessError(f"'{url}' has an invalid port") from exc
     if not parts.hostname:
         raise HarnessError(f"'{url}' names no host")
+    if port is None and "://" not in text:  # the same rule as base_url: a bare word is a typo
+        raise HarnessError(f"'{url}' is not an http(s) URL or host:port (no port given)")
     if port is None:
         port = 443 if parts.scheme == "https" else default_port
     return parts.hostname, port
