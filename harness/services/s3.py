@@ -279,8 +279,9 @@ class ExternalS3Service(_S3Base):
 
     def start(self) -> None:
         """Nothing to start: fail clearly if nothing answers."""
-        if not wait_until(self.ready, timeout=10.0, interval=0.5):
-            raise ServiceError(f"s3 (external): no answer at {self._url}")
+        timeout = float(self.storage.external.ready_timeout_s)
+        if not wait_until(self.ready, timeout=timeout, interval=0.5):
+            raise ServiceError(f"s3 (external): no answer at {self._url} after {timeout:.0f}s")
 
     def ready(self) -> bool:
         """True when the endpoint answers HTTP."""

@@ -28,13 +28,10 @@ from harness.paths import resolve
 from harness.services.base import ContainerService, LocalProcess, http_ok, last_line, wait_until
 from harness.services.docker import ContainerSpec, container_spec
 from harness.services.triton_config import TritonServerConfig, merge_flags
+from harness.urls import host_port
 
 log = logging.getLogger(__name__)
 BACKENDS = ("local", "docker", "external")
-
-
-def _strip_scheme(url: str) -> str:
-    return url.split("://", 1)[-1].rstrip("/")
 
 
 class TritonServer:
@@ -425,24 +422,23 @@ class ExternalTriton(TritonServer):
 
     backend = "external"
 
-    def __init__(self, http_url: str, grpc_url: str | None, models: Sequence[str] | None = None):
-        http = _strip_scheme(http_url)
-        host, _, port = http.rpartition(":")
-        if not host or not port.isdigit():
-            raise HarnessError(
-                f"--triton-url must be host:port or http://host:port, got {http_url}"
-            )
-        grpc_port = 8001
+    def __init__(
+        self,
+        http_url: str,
+        grpc_url: str | None,
+        models: Sequence[str] | None = None,
+        *,
+        grpc_port: int = 8001,
+        ready_timeout_s: float = 10.0,
+    ):
+        host, port = host_port(http_url)
         if grpc_url:
-            ghost, _, gport = _strip_scheme(grpc_url).rpartition(":")
-            if not gport.isdigit():
-                raise HarnessError(f"--triton-grpc-url must be host:port, got {grpc_url}")
-            grpc_port = int(gport)
-            self._grpc_host = ghost
-        else:
+            self._grpc_host, grpc_port = host_port(grpc_url)
+        else:  # the same host, on the gRPC port the deployment is configured with
             self._grpc_host = host
-        super().__init__(host, int(port), grpc_port, None)
+        super().__init__(host, port, int(grpc_port), None)
         self.models = list(models or [])
+        self.ready_timeout_s = float(ready_timeout_s)
 
     @property
     def grpc_url(self) -> str:
@@ -451,8 +447,11 @@ class ExternalTriton(TritonServer):
 
     def start(self) -> None:
         """Fail clearly when the server does not answer ready."""
-        if not wait_until(self.ready, timeout=10.0, interval=0.5):
-            raise ServiceError(f"external Triton at {self.url} is not ready ({self.ready_path})")
+        if not wait_until(self.ready, timeout=self.ready_timeout_s, interval=0.5):
+            raise ServiceError(
+                f"external Triton at {self.url} is not ready ({self.ready_path}) after "
+                f"{self.ready_timeout_s:.0f}s"
+            )
 
     def stop(self) -> None:
         """Nothing to stop: somebody else owns the server."""
@@ -487,5 +486,12 @@ def make_triton(
         http = http_url or cfg.triton.external.http_url
         if not http:
             raise HarnessError("the external backend needs --triton-url (or HARNESS_TRITON_URL)")
-        return ExternalTriton(http, grpc_url or cfg.triton.external.grpc_url, models)
+        ext = cfg.triton.external
+        return ExternalTriton(
+            http,
+            grpc_url or ext.grpc_url,
+            models,
+            grpc_port=int(ext.default_grpc_port),
+            ready_timeout_s=float(ext.ready_timeout_s),
+        )
     raise HarnessError(f"unknown Triton backend '{backend}' (choose from {', '.join(BACKENDS)})")

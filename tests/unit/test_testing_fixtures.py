@@ -59,11 +59,19 @@ def triton_backend():
 @pytest.fixture(scope="session")
 def triton_url():
     return "127.0.0.1:{port}"
+
+@pytest.fixture(scope="session")
+def triton_cfg():  # the config is a knob too: wait 1 s, not the default, for the dead port
+    from harness.config import compose
+
+    return compose(["triton.external.ready_timeout_s=1"])
 """)
     project.makepyfile("def test_triton(triton_server):\n    pass\n")
     result = project.runpytest("-p", "no:cacheprovider")  # --backend stays local
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines([f"*external Triton at http://127.0.0.1:{port} is not ready*"])
+    result.stdout.fnmatch_lines(
+        [f"*external Triton at http://127.0.0.1:{port} is not ready (/v2/health/ready) after 1s*"]
+    )
 
 
 def test_overriding_s3_url_is_the_endpoint_s3_service_uses(project) -> None:
@@ -74,11 +82,17 @@ import pytest
 @pytest.fixture(scope="session")
 def s3_url():
     return "http://127.0.0.1:{port}"
+
+@pytest.fixture(scope="session")
+def s3_cfg():
+    from harness.config import compose
+
+    return compose(["storage.external.ready_timeout_s=1"])
 """)
     project.makepyfile("def test_s3(s3_service):\n    pass\n")
     result = project.runpytest("-p", "no:cacheprovider", "--backend", "external")
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines([f"*s3 (external): no answer at http://127.0.0.1:{port}*"])
+    result.stdout.fnmatch_lines([f"*s3 (external): no answer at http://127.0.0.1:{port} after 1s*"])
 
 
 def test_external_backend_without_a_url_skips_with_the_reason(project) -> None:
