@@ -1,8 +1,8 @@
 """Compose-based docker backends: docker-compose.yml read once, the compose CLI driven safely.
 
-docker-compose.yml is the one place where image tags live; a testcontainers backend can take its
-pinned image from here (`compose_image("triton")`), and a compose backend can run one service of
-the stack (`ComposeService`) with the same start/ready/url/stop shape as every other backend.
+docker-compose.yml is the one place where image tags live: every docker backend builds its
+container from its compose service (`container_spec(...)`, run as a `ContainerService`), and
+`harness stack` drives the whole file with the compose CLI (`ComposeStack`).
 Nothing here needs an engine until a container is started: reading, interpolating and validating
 the file works offline, and a missing engine becomes one clear ServiceError.
 """
@@ -25,7 +25,7 @@ import yaml
 
 from harness.errors import ServiceError
 from harness.paths import ROOT
-from harness.services.base import docker_available, error_lines, wait_until
+from harness.services.base import docker_available, error_lines
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 NO_ENGINE = "no Docker engine"
@@ -102,20 +102,6 @@ def image_problem(image: str | None, floating_tags: Sequence[str] = ("latest",))
     if tag.lower() in {t.lower() for t in floating_tags}:
         return f"image {image!r} uses the floating tag {tag!r}"
     return None
-
-
-def compose_image(
-    service: str, path: str | os.PathLike[str] = COMPOSE_FILE, env: Mapping[str, str] | None = None
-) -> str:
-    """The pinned image of a compose service (for testcontainers backends: one source of tags)."""
-    services = load_compose(path)["services"]
-    if service not in services:
-        raise ServiceError(f"compose file has no service {service!r} (have: {', '.join(services)})")
-    image = interpolate(str(services[service].get("image", "")), os.environ if env is None else env)
-    problem = image_problem(image)
-    if problem:
-        raise ServiceError(f"compose service {service!r}: {problem}")
-    return image
 
 
 def published_ports(service: Mapping[str, Any]) -> dict[int, int | None]:
@@ -279,70 +265,6 @@ class ComposeStack:
             return int(out.rsplit(":", 1)[1])
         except (IndexError, ValueError) as exc:
             raise ServiceError(f"{service}:{container_port} is not published ({out!r})") from exc
-
-
-class ComposeService:
-    """One service of the compose stack with the Service shape (a compose `docker` backend)."""
-
-    def __init__(
-        self,
-        stack: ComposeStack,
-        service: str,
-        container_port: int,
-        *,
-        scheme: str = "http",
-        host: str = "127.0.0.1",
-        wait_timeout: float = 900.0,
-        remove_on_stop: bool = True,
-    ) -> None:
-        self.name = f"{service} (compose)"
-        self.stack = stack
-        self.service = service
-        self.container_port = container_port
-        self.scheme = scheme
-        self.host = host
-        self.wait_timeout = wait_timeout
-        self.remove_on_stop = remove_on_stop
-        self._url: str | None = None
-
-    @property
-    def url(self) -> str:
-        """Base URL of the published container port."""
-        if self._url is None:
-            raise ServiceError(f"{self.name} is not started")
-        return self._url
-
-    def start(self) -> None:
-        """`up --wait` this service (and what it depends on); idempotent."""
-        if self._url is not None:
-            return
-        self.stack.up([self.service], wait_timeout=self.wait_timeout)
-        port = self.stack.port(self.service, self.container_port)
-        self._url = f"{self.scheme}://{self.host}:{port}"
-
-    def ready(self) -> bool:
-        """True when compose reports the service's container running and healthy."""
-        try:
-            rows = [r for r in self.stack.ps() if r.get("Service") == self.service]
-        except ServiceError:
-            return False
-        return bool(rows) and all(
-            r.get("State") == "running" and r.get("Health", "healthy") in ("healthy", "")
-            for r in rows
-        )
-
-    def wait_ready(self, timeout: float) -> bool:
-        """Poll `ready` for up to `timeout` seconds."""
-        return wait_until(self.ready, timeout=timeout, interval=1.0)
-
-    def stop(self) -> None:
-        """Stop (and remove) this service's containers; safe when nothing runs."""
-        if self._url is None:
-            return
-        self._url = None
-        self.stack.run("stop", self.service, check=False)
-        if self.remove_on_stop:
-            self.stack.run("rm", "--force", self.service, check=False)
 
 
 @dataclass(frozen=True)

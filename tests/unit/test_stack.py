@@ -27,16 +27,6 @@ def test_stack_without_engine_is_one_clear_line(action: str, capsys) -> None:  #
     assert err[0].startswith("harness: error: stack: no Docker engine answers at ")
 
 
-@pytest.mark.skipif(not NO_ENGINE, reason="a Docker engine answers here")
-def test_compose_service_without_engine_raises_service_error(tmp_path: Path) -> None:
-    """The compose backend helper fails the same clear way, before running anything."""
-    svc = dk.ComposeService(dk.ComposeStack(resolve(CFG.stack.compose_file)), "minio", 9000)
-    with pytest.raises(dk.ServiceError, match=dk.NO_ENGINE):
-        svc.start()
-    assert not svc.ready()
-    svc.stop()  # always safe
-
-
 def test_stack_check_passes_on_this_checkout(capsys) -> None:  # noqa: ANN001
     """`harness stack check` validates every deployment file offline and finds nothing."""
     rc = main(["stack", "check"])
@@ -106,13 +96,6 @@ def test_interpolate_required_variable() -> None:
 def test_published_ports(ports: list, expected: dict) -> None:
     """Short and long port syntaxes: container port -> host port."""
     assert dk.published_ports({"ports": ports}) == expected
-
-
-def test_compose_image_is_the_pinned_tag() -> None:
-    """A testcontainers backend gets the same pinned image as the compose stack."""
-    assert dk.compose_image("triton") == "nvcr.io/nvidia/tritonserver:24.10-py3"
-    with pytest.raises(dk.ServiceError, match="no service 'nope'"):
-        dk.compose_image("nope")
 
 
 def test_broken_compose_file_is_one_clear_error(tmp_path: Path) -> None:
