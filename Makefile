@@ -27,10 +27,10 @@ unit: setup
 	pytest tests/unit
 
 integration: setup
-	pytest -m integration
+	pytest -m integration --durations=15
 
 perf: setup
-	pytest -m perf
+	pytest -m perf --durations=10
 
 # C++ unit tests of the cosine kernel (harness/kernels/csrc), built with CMake and run by ctest.
 cpp-test: setup
