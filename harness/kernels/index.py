@@ -30,6 +30,7 @@ _OPTION_KEYS = (
     "block_rows",
     "query_block",
     "parallel_min_work",
+    "chunk_rows",
     "threads",
 )
 
@@ -59,8 +60,22 @@ def search_options(options: Mapping[str, int] | None = None) -> _cosine.SearchOp
     return opt
 
 
+_F32 = np.dtype(np.float32)
+
+
 def _vectors(x: object, name: str, dim: int | None) -> np.ndarray:
     """`x` as a non-empty 2-D float32/float64 array of `dim` columns, or a one-line error."""
+    # The common case passes through without the general checks below (~5 us of a single-query
+    # search of 10,000 vectors that streams in ~0.3 ms).
+    if (
+        type(x) is np.ndarray
+        and x.dtype is _F32
+        and x.ndim == 2
+        and x.shape[0] > 0
+        and x.shape[1] > 0
+        and (dim is None or x.shape[1] == dim)
+    ):
+        return x
     arr = _matrix(x, name)
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}): give at least one vector of D > 0")
@@ -126,10 +141,10 @@ class CosineIndex:
             k = operator.index(k)
         except TypeError:
             raise TypeError(f"k must be an integer, got {type(k).__name__}") from None
-        if k < 1 or k > len(self):
-            raise ValueError(f"k = {k}: expected 1 <= k <= {len(self)} (the vectors in the index)")
-        q = _vectors(queries, "queries", self.dim)
-        return self._index.search(q, k, self._options)
+        index = self._index
+        if k < 1 or k > index.size:
+            raise ValueError(f"k = {k}: expected 1 <= k <= {index.size} (the vectors in the index)")
+        return index.search(_vectors(queries, "queries", index.dim), k, self._options)
 
     def similarity(self, queries: np.ndarray) -> np.ndarray:
         """(N, len(self)) float32 cosines of every query with every stored vector."""

@@ -1,6 +1,7 @@
 // C++ unit tests of harness/kernels/csrc/index.hpp (CosineIndex, top-k selection, float16)
 // against naive oracles: float64 cosines and a full std::sort by (score desc, id asc, NaN last).
 // Usage: test_index <case>; ctest runs every case (see CMakeLists.txt).
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -182,10 +183,12 @@ std::vector<hk::SearchOptions> option_sets() {
     all[1].query_block = 5;
     all[1].parallel_min_work = 0;
     all[1].threads = 2;
+    all[1].chunk_rows = 4;  // rounded up to 2 blocks: threads claim many small chunks
     all[2].block_rows = 1;
     all[2].query_block = 1;
     all[3].parallel_min_work = 0;
     all[3].threads = 3;
+    all[3].chunk_rows = 1;  // a block per claim
     return all;
 }
 
@@ -269,7 +272,35 @@ void test_errors() {
 
 void test_stream_sum() {
     std::vector<float> x((size_t)100003, 0.5f);
-    for (int t : {1, 2, 3}) CHECK(hk::stream_sum(x.data(), (idx)x.size(), t) == 50001.5, "%d", t);
+    for (int t : {1, 2, 3})
+        for (idx chunk : {1, 17, 4096, 100003, 1 << 20})
+            CHECK(hk::stream_sum(x.data(), (idx)x.size(), t, chunk) == 50001.5, "%d %lld", t,
+                  (long long)chunk);
+}
+
+// Every element claimed exactly once, each thread's chunks in increasing order.
+void test_chunks() {
+    for (int threads : {1, 2, 3, 5})
+        for (idx n : {0, 1, 7, 1000})
+            for (idx chunk : {1, 3, 64, 5000}) {
+                std::vector<std::atomic<int>> seen((size_t)n);
+                std::vector<idx> last((size_t)threads, -1);
+                std::atomic<bool> ordered{true}, in_range{true};
+                hk::parallel_chunks(n, chunk, threads, [&](int t, idx lo, idx hi) {
+                    if (t < 0 || t >= threads || lo >= hi || hi - lo > chunk) {
+                        in_range = false;
+                        return;
+                    }
+                    if (lo <= last[(size_t)t]) ordered = false;
+                    last[(size_t)t] = lo;
+                    for (idx i = lo; i < hi; ++i) ++seen[(size_t)i];
+                });
+                CHECK(ordered && in_range, "threads %d n %lld chunk %lld", threads, (long long)n,
+                      (long long)chunk);
+                for (idx i = 0; i < n; ++i)
+                    CHECK(seen[(size_t)i] == 1, "element %lld seen %d times", (long long)i,
+                          seen[(size_t)i].load());
+            }
 }
 
 int main(int argc, char** argv) {
@@ -282,6 +313,7 @@ int main(int argc, char** argv) {
         {"zero_nonfinite", test_zero_nonfinite},
         {"errors", test_errors},
         {"stream_sum", test_stream_sum},
+        {"chunks", test_chunks},
     };
     if (argc != 2 || !cases.count(argv[1])) {
         std::fprintf(stderr, "usage: %s <case>; cases:", argv[0]);

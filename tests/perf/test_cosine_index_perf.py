@@ -5,9 +5,20 @@ runs interleaved rounds: every implementation once per round (`calls_per_round` 
 rotating), after a pause that lets other thread pools stop spinning. A floor is judged on the
 median over rounds of the ratio measured within a round, so load from other processes slows
 both sides of a ratio alike. A missed floor fails with the machine's load in its message; none
-is skipped. The bandwidth bound is the time to stream a float32 buffer of the set's size once,
-measured every round by numpy's sum (one thread) and by a plain threaded read with the search's
-thread count, whichever is faster. The table is printed and written to the configured report.
+is skipped. The table is printed and written to the configured report.
+
+The bandwidth bound is the time to stream a float32 buffer of the set's size once: numpy's sum
+(one thread) and a plain threaded read with the search's thread count claiming rows in the
+search's chunks (`_cosine.stream_sum`), whichever is faster. Within each round it is measured
+in its own block, call by call alternating with the float32 search (`bound_calls` calls of
+each, order rotating), and the round's ratio is the search's fastest call over the bound's
+fastest call. Timed as separate batches seconds apart (as before), the two sides met different
+load from the other processes on this shared 2-core VM: per-round ratios spread 0.5-1.7x and
+medians of 7 rounds moved 0.94-1.29x between runs. Side by side, with the fastest call of
+each, preemption during one call no longer decides a round. The bound is not made slower:
+the same bytes, the same threads, the faster of two reads, and a bound read may still follow
+the other bound read of the same array (the tail of its bytes possibly still in L3), where the
+search always follows a read of another set: any head start is the bound's.
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.perf
 
 CFG = compose()["kernels"]["index"]["benchmark"]
+SEARCH = compose()["kernels"]["index"]["search"]
 IMPLS = ("index_f32", "index_f16", "faiss", "numpy", "torch", "stream")
 ROWS: dict[str, dict[str, object]] = {}
 
@@ -47,13 +59,37 @@ def _numpy_topk(qn: np.ndarray, xn: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, 1)
 
 
-def _rounds(fns: dict[str, Callable[[], object]], calls: int, rounds: int) -> dict[str, list]:
-    """Seconds per call of each function in each round; rounds interleaved, order rotating."""
+def _side_by_side(fns: dict[str, Callable[[], object]], calls: int, r: int) -> dict[str, float]:
+    """Fastest of `calls` single calls of each function, alternating call by call (rotating)."""
     names = list(fns)
-    times: dict[str, list[float]] = {n: [] for n in names}
+    best = {name: float("inf") for name in names}
+    for c in range(calls):
+        for name in names[(r + c) % len(names) :] + names[: (r + c) % len(names)]:
+            t0 = time.perf_counter()
+            fns[name]()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
+def _rounds(
+    fns: dict[str, Callable[[], object]],
+    calls: int,
+    rounds: int,
+    bound: dict[str, Callable[[], object]],
+) -> dict[str, list]:
+    """Seconds per call of each function in each round; rounds interleaved, order rotating.
+
+    `bound` is one more entry of the rotation: its functions side by side (_side_by_side).
+    """
+    names = [*fns, "bound"]
+    times: dict[str, list[float]] = {n: [] for n in [*fns, *bound]}
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             time.sleep(CFG.settle_s)
+            if name == "bound":
+                for key, t in _side_by_side(bound, CFG.bound_calls, r).items():
+                    times[key].append(t)
+                continue
             t0 = time.perf_counter()
             for _ in range(calls):
                 fns[name]()
@@ -106,6 +142,7 @@ def test_cosine_index_speed(name: str, capsys) -> None:  # noqa: ANN001 - pytest
     flat.add(x)
     xt, qt = torch.from_numpy(x), torch.from_numpy(qn)
     threads = f32.threads(n)
+    chunk = SEARCH.chunk_rows * d  # floats: the rows a search thread claims at a time
 
     # correctness first: every implementation finds the same neighbours (ties aside)
     _, i32 = f32.search(q, k)
@@ -120,14 +157,17 @@ def test_cosine_index_speed(name: str, capsys) -> None:  # noqa: ANN001 - pytest
         "faiss": lambda: flat.search(qn, k),
         "numpy": lambda: _numpy_topk(qn, x, k),
         "torch": lambda: torch.topk(qt @ xt.T, k, dim=1),
-        # the bound: read the set's bytes once, on one thread and on the search's threads
+    }
+    bound = {
+        "bound_f32": fns["index_f32"],
+        # read the set's bytes once, on one thread and on the search's threads
         "sum_numpy": lambda: x.sum(),
-        "sum_threads": lambda: _cosine.stream_sum(x, threads),
+        "sum_threads": lambda: _cosine.stream_sum(x, threads, chunk),
     }
     load_before = _load()
-    times = _rounds(fns, case.calls_per_round, CFG.rounds)
+    times = _rounds(fns, case.calls_per_round, CFG.rounds, bound)
     times["stream"] = [min(a, b) for a, b in zip(times["sum_numpy"], times["sum_threads"])]
-    bound_ratio = _median_ratio(times["index_f32"], times["stream"])
+    bound_ratio = _median_ratio(times["bound_f32"], times["stream"])
     vs_faiss = _median_ratio(times["faiss"], times["index_f32"])
     f16_speedup = _median_ratio(times["index_f32"], times["index_f16"])
     ROWS[name] = {
@@ -145,18 +185,20 @@ def test_cosine_index_speed(name: str, capsys) -> None:  # noqa: ANN001 - pytest
             f"{_load()} after)"
         )
 
+    per_round = " ".join(f"{a / b:.2f}" for a, b in zip(times["bound_f32"], times["stream"]))
     if n == 1:
         with capsys.disabled():
             print(
-                f"{name}: {bound_ratio:.2f}x the stream bound (target {CFG.target_time_vs_stream}x "
-                f"reported, not asserted; {CFG.max_time_vs_stream}x asserted)"
+                f"{name}: {bound_ratio:.2f}x the stream bound (ceiling {CFG.max_time_vs_stream}x); "
+                f"per round: {per_round}"
             )
     problems = []
     if vs_faiss < CFG.min_speedup_vs_faiss:
         problems.append(f"{vs_faiss:.2f}x FAISS (floor {CFG.min_speedup_vs_faiss}x)")
     if n == 1 and bound_ratio > CFG.max_time_vs_stream:
         problems.append(
-            f"{bound_ratio:.2f}x the time to stream the set (ceiling {CFG.max_time_vs_stream}x)"
+            f"{bound_ratio:.2f}x the time to stream the set (ceiling {CFG.max_time_vs_stream}x; "
+            f"per round: {per_round})"
         )
     if name in CFG.float16_speedup_cases and f16_speedup < CFG.min_float16_speedup:
         problems.append(f"float16 {f16_speedup:.2f}x float32 (floor {CFG.min_float16_speedup}x)")

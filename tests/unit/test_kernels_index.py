@@ -2,9 +2,10 @@
 
 The oracle ranks by (-score, id) with NaN last, as docs/kernels.md specifies. Every scan path is
 exercised: register tiles of 1-4 queries (every remainder), tiny blocks and two or three threads
-forced on small sets (block edges and the merge of per-thread selections), the AVX-512 / AVX2 /
-scalar loops (HARNESS_KERNELS_ISA, in subprocesses), float32 and float16 storage, C/F/strided
-layouts, float32/float64/int inputs, ties, zeros, NaN/inf and every error.
+forced on small sets (block edges, threads claiming many small chunks and the merge of
+per-thread selections), the AVX-512 / AVX2 / scalar loops (HARNESS_KERNELS_ISA, in
+subprocesses), float32 and float16 storage, C/F/strided layouts, float32/float64/int inputs,
+ties, zeros, NaN/inf and every error.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ PATHS = {
         "block_rows": 3,
         "query_block": 5,
         "parallel_min_work": 0,
+        "chunk_rows": 4,  # whole blocks: 6 rows a claim, many claims per thread
         "threads": 2,
     },
     "one_row_blocks": {"block_rows": 1, "query_block": 1, "threads": 1},
-    "three_threads": {"parallel_min_work": 0, "threads": 3},
+    "three_threads": {"parallel_min_work": 0, "chunk_rows": 1, "threads": 3},
 }
 TOL32 = 2e-6  # float32 storage: scores vs the float64 oracle
 TOL16 = 2e-3  # float16 storage: ~2^-11 relative per element, accumulated in float32

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -368,6 +369,18 @@ class TopK {
         }
         if (i == n) return;
         float thr = heap_.front().key;
+        // Past the first blocks almost no score enters: one vectorised pass says so, instead of
+        // a compare and branch per score. With thr a clipped score (>= -1; -inf only while a
+        // NaN is kept), s > thr holds whenever the loop's clip_score(s) > thr does, so a block
+        // it rejects is one the loop would leave unchanged.
+        if (thr >= -1.0f) {
+            const float* sc = scores + i;
+            const idx len = n - i;
+            int enters = 0;
+            _Pragma("omp simd reduction(| : enters)") for (idx j = 0; j < len; ++j) enters |=
+                sc[j] > thr ? 1 : 0;
+            if (!enters) return;
+        }
         for (; i < n; ++i) {
             const float s = clip_score(scores[i]);
             if (s > thr) {  // false for NaN: a NaN never displaces a kept hit
@@ -405,6 +418,32 @@ inline void merge_topk(const std::vector<const TopK*>& parts, idx k, float* scor
 }
 
 // ---------------------------------------------------------------------------------------------
+// Threads.
+
+// fn(t, lo, hi) over [0, n) in chunks of `chunk`, handed out in increasing order to `threads`
+// threads (the caller is thread 0, the others start per call). Each thread meets its chunks in
+// increasing order (what TopK needs). Claimed, not pre-split: with fixed halves a single-query
+// scan waits for a thread that starts late or is preempted by another process (this VM's two
+// cores are shared), where one thread alone nearly saturates memory; here the running thread
+// takes the chunks the other has not claimed yet.
+template <class Fn>
+void parallel_chunks(idx n, idx chunk, int threads, Fn&& fn) {
+    chunk = std::max<idx>(1, chunk);
+    const idx chunks = (n + chunk - 1) / chunk;
+    threads = (int)std::max<idx>(1, std::min<idx>(threads, chunks));
+    std::atomic<idx> next{0};
+    auto worker = [&](int t) {
+        for (idx c = next.fetch_add(1, std::memory_order_relaxed); c < chunks;
+             c = next.fetch_add(1, std::memory_order_relaxed))
+            fn(t, c * chunk, std::min(n, (c + 1) * chunk));
+    };
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads; ++t) pool.emplace_back(worker, t);
+    worker(0);
+    for (auto& th : pool) th.join();
+}
+
+// ---------------------------------------------------------------------------------------------
 // The index.
 
 struct SearchOptions {
@@ -414,6 +453,8 @@ struct SearchOptions {
     idx query_block = 64;  // queries per pass over a block (bounds the scores scratch)
     // Work (queries x rows x dim multiply-adds) from which the set is split over `threads`.
     idx parallel_min_work = idx(1) << 24;
+    // Rows a thread claims at a time (see parallel_chunks); rounded up to whole blocks.
+    idx chunk_rows = 1024;
     int threads = 0;  // 0: OpenBLAS's thread count (the cores)
 };
 
@@ -530,19 +571,20 @@ class CosineIndex {
     }
 
     // Feed fn(thread, q0, nq, r0, nr, scores, lds) with the raw dot products of queries
-    // [q0, q0 + nq) and rows [r0, r0 + nr): the set is split into `threads` contiguous ranges,
-    // each streamed in blocks of rows by its own thread; each block meets every query (in
-    // groups of query_block) while it is in cache. Within a thread rows arrive in increasing
-    // order. Scratch: query_block x block_rows floats per thread.
+    // [q0, q0 + nq) and rows [r0, r0 + nr): `threads` threads claim chunks of opt.chunk_rows
+    // rows (parallel_chunks) and stream each in blocks of rows; each block meets every query
+    // (in groups of query_block) while it is in cache. Within a thread rows arrive in
+    // increasing order. Scratch: query_block x block_rows floats per thread.
     template <class Fn>
     void scan(const float* qn, idx n, int threads, const SearchOptions& opt, Fn&& fn) const {
         if (n == 0 || rows_ == 0) return;
-        const idx chunk = (rows_ + threads - 1) / threads;
         const idx blk = std::max<idx>(1, opt.block_rows);
         const idx qblk = std::max<idx>(1, opt.query_block);
-        auto worker = [&](int t) {
-            const idx lo = std::min(rows_, (idx)t * chunk), hi = std::min(rows_, lo + chunk);
-            std::vector<float> s((size_t)(std::min(n, qblk) * blk));
+        const idx chunk = std::max<idx>(1, (opt.chunk_rows + blk - 1) / blk) * blk;
+        std::vector<std::vector<float>> scratch((size_t)threads);
+        parallel_chunks(rows_, chunk, threads, [&](int t, idx lo, idx hi) {
+            std::vector<float>& s = scratch[(size_t)t];  // this thread's alone
+            if (s.empty()) s.resize((size_t)(std::min(n, qblk) * blk));
             for (idx r0 = lo; r0 < hi; r0 += blk) {
                 const idx nr = std::min(blk, hi - r0);
                 for (idx q0 = 0; q0 < n; q0 += qblk) {
@@ -557,11 +599,7 @@ class CosineIndex {
                     fn(t, q0, nq, r0, nr, s.data(), nr);
                 }
             }
-        };
-        std::vector<std::thread> pool;
-        for (int t = 1; t < threads; ++t) pool.emplace_back(worker, t);
-        worker(0);
-        for (auto& th : pool) th.join();
+        });
     }
 
     const float* rows_f32() const { return reinterpret_cast<const float*>(buf_.data()); }
@@ -578,13 +616,13 @@ class CosineIndex {
     mutable std::shared_mutex mu_;  // searches share it; add() takes it alone (it may move buf_)
 };
 
-// Sum of n floats read by `threads` threads (contiguous parts): a streaming read of the same
-// kind a single-query search does, to measure the memory bandwidth the search is bound by.
-inline double stream_sum(const float* x, idx n, int threads) {
+// Sum of n floats read by `threads` threads claiming chunks of `chunk` floats, as a search claims
+// its rows (parallel_chunks): a streaming read of the same kind a single-query search does, to
+// measure the memory bandwidth the search is bound by.
+inline double stream_sum(const float* x, idx n, int threads, idx chunk) {
     threads = std::max(1, threads);
     std::vector<double> part((size_t)threads, 0.0);
-    const idx chunk = (n + threads - 1) / threads;
-    parallel_rows(n, threads, [&](idx r0, idx r1) {
+    parallel_chunks(n, chunk, threads, [&](int t, idx r0, idx r1) {
         float acc[16] = {0};
         idx i = r0;
         for (; i + 16 <= r1; i += 16) {
@@ -593,7 +631,7 @@ inline double stream_sum(const float* x, idx n, int threads) {
         double s = 0;
         for (; i < r1; ++i) s += x[i];
         for (int l = 0; l < 16; ++l) s += acc[l];
-        part[(size_t)(r0 / std::max<idx>(1, chunk))] = s;
+        part[(size_t)t] += s;
     });
     double s = 0;
     for (double p : part) s += p;

@@ -123,11 +123,11 @@ void index_similarity(const hk::CosineIndex& ix, const py::array& q, py::array o
     with_view(q, [&](const auto& v) { ix.similarity(v, o, ldo, opt); });
 }
 
-double stream_sum(const py::array& x, int threads) {
+double stream_sum(const py::array& x, int threads, hk::idx chunk) {
     const float* p = static_cast<const float*>(x.data());
     const hk::idx n = x.size();
     py::gil_scoped_release nogil;
-    return hk::stream_sum(p, n, threads);
+    return hk::stream_sum(p, n, threads, chunk);
 }
 
 }  // namespace
@@ -149,6 +149,7 @@ PYBIND11_MODULE(_cosine, m) {
         .def_readwrite("block_rows", &hk::SearchOptions::block_rows)
         .def_readwrite("query_block", &hk::SearchOptions::query_block)
         .def_readwrite("parallel_min_work", &hk::SearchOptions::parallel_min_work)
+        .def_readwrite("chunk_rows", &hk::SearchOptions::chunk_rows)
         .def_readwrite("threads", &hk::SearchOptions::threads);
     py::class_<hk::CosineIndex>(m, "Index", "Normalised set for exact cosine top-k (C++)")
         .def(py::init([](hk::idx dim, bool half) {
@@ -170,6 +171,7 @@ PYBIND11_MODULE(_cosine, m) {
         .def_property_readonly("nbytes", &hk::CosineIndex::nbytes);
     m.def("index_isa", []() { return std::string(hk::isa().name); },
           "instruction set of CosineIndex's dot loops: avx512, avx2 or scalar");
-    m.def("stream_sum", &stream_sum, py::arg("x"), py::arg("threads"),
-          "sum of a C-contiguous float32 array read by `threads` threads (bandwidth probe)");
+    m.def("stream_sum", &stream_sum, py::arg("x"), py::arg("threads"), py::arg("chunk"),
+          "sum of a C-contiguous float32 array read by `threads` threads claiming `chunk` "
+          "elements at a time, as a search claims rows (bandwidth probe)");
 }
