@@ -154,10 +154,13 @@ class CpuMeasurement:
         """
         sizes = sorted(self.sweep)
         dram = self.best_bw(sizes[-1])
-        if self.working_set(sizes[-1]) <= max(self.caches.values(), default=0):
+        llc = max(self.caches.values(), default=0)
+        if self.working_set(sizes[-1]) <= llc:
             raise HarnessError(
-                "roofline.cpu.bandwidth_array_kib: the largest array does not exceed the "
-                "last-level cache, so no DRAM bandwidth can be measured"
+                f"roofline.cpu.bandwidth_array_kib: the largest array ({sizes[-1]} KiB, working "
+                f"set {self.working_set(sizes[-1]) / 2**20:.0f} MiB) does not exceed the "
+                f"last-level cache ({llc / 2**20:.0f} MiB), so no DRAM bandwidth can be measured;"
+                f" add a size above {llc // 3 // 1024} KiB"
             )
         roofs, lower = [], 0
         for level in sorted(self.caches, key=lambda k: self.caches[k]):
