@@ -9,11 +9,12 @@ never listed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from harness.io import atomic_open
@@ -34,6 +35,17 @@ def _info(key: str, st: os.stat_result, metadata: dict[str, str]) -> ObjectInfo:
 
 def _reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
+
+
+@contextlib.contextmanager
+def _os_errors(what: str) -> Iterator[None]:
+    """OSError as the S3 client's errors: a missing file is StorageNotFound, else StorageError."""
+    try:
+        yield
+    except FileNotFoundError as exc:
+        raise StorageNotFound(f"{what}: not found (no such file)") from exc
+    except OSError as exc:
+        raise StorageError(f"{what}: {_reason(exc)}") from exc
 
 
 class LocalBlobs:
@@ -77,12 +89,8 @@ class LocalBlobs:
     def head(self, key: str) -> ObjectInfo:
         """Size and metadata of `key` (empty when the sidecar is missing or unreadable)."""
         path = self._path(key)
-        try:
+        with _os_errors(f"head {self.uri(key)}"):
             st = path.stat()
-        except FileNotFoundError as exc:
-            raise StorageNotFound(f"head {self.uri(key)}: not found (no such file)") from exc
-        except OSError as exc:
-            raise StorageError(f"head {self.uri(key)}: {_reason(exc)}") from exc
         if not path.is_file():
             raise StorageNotFound(f"head {self.uri(key)}: not found (not a file)")
         try:
@@ -99,12 +107,8 @@ class LocalBlobs:
     def get_hashed(self, key: str, info: ObjectInfo | None = None) -> tuple[bytes, str]:
         """The bytes of `key` and their sha256."""
         path = self._path(key)
-        try:
+        with _os_errors(f"read {self.uri(key)}"):
             data = path.read_bytes()
-        except FileNotFoundError as exc:
-            raise StorageNotFound(f"read {self.uri(key)}: not found (no such file)") from exc
-        except OSError as exc:
-            raise StorageError(f"read {self.uri(key)}: {_reason(exc)}") from exc
         return data, hashlib.sha256(data).hexdigest()
 
     def list_keys(self, prefix: str) -> list[ObjectInfo]:
