@@ -64,6 +64,7 @@ def installed(tmp_path_factory) -> Path:
         "install",
         "-q",
         "--disable-pip-version-check",
+        "--no-compile",  # byte-compiling torch & co. is most of the install's CPU time
     ]
     _ok(_run(pip + ["-U", "pip>=25"], cwd=base))
     _ok(_run(pip + ["-c", str(ROOT / "constraints.txt"), str(wheel)], cwd=base, timeout=900))
