@@ -12,16 +12,16 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from urllib.parse import quote
 
-import httpx
+import urllib3
+from urllib3.exceptions import HTTPError as TransportError
 
 from harness.errors import HarnessError
 from harness.files.pool import MANIFEST, parse_manifest
 from harness.urls import base_url
 
 OK, MISMATCH, MISSING, ERROR = "ok", "mismatch", "missing", "error"
-# httpx logs every request at INFO: thousands of lines for a pool.
-logging.getLogger("httpx").setLevel(logging.WARNING)
-logging.getLogger("httpcore").setLevel(logging.WARNING)
+# urllib3 warns once per dropped pooled connection: noise next to the report.
+logging.getLogger("urllib3").setLevel(logging.ERROR)
 
 
 class _Retryable(Exception):
@@ -98,7 +98,12 @@ def _unsafe(rel: str) -> bool:
 
 
 class Verifier:
-    """Download-and-hash engine; one httpx client shared by `jobs` threads."""
+    """Download-and-hash engine; one urllib3 pool shared by `jobs` threads.
+
+    urllib3, not httpx or requests: on loopback, where nothing hides a library's own cost, one
+    sequential loop fetched 2,000 small files at ~4,000 files/s with urllib3, ~2,100 with httpx
+    and ~1,250 with requests (Intel Xeon host); verify's threads share two cores under the GIL.
+    """
 
     def __init__(
         self,
@@ -119,12 +124,15 @@ class Verifier:
         self.retries = retries
         self.backoff = backoff
         self.chunk_size = chunk_size
-        limits = httpx.Limits(max_connections=jobs, max_keepalive_connections=jobs)
-        self.client = httpx.Client(timeout=timeout, limits=limits, trust_env=False)
+        # No proxies from the environment (as httpx's trust_env=False did), no redirects
+        # followed silently, retries are ours (_retrying).
+        self.client = urllib3.PoolManager(
+            num_pools=4, maxsize=jobs, timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False
+        )
 
     def close(self) -> None:
         """Close the connection pool."""
-        self.client.close()
+        self.client.clear()
 
     def file_url(self, rel: str) -> str:
         """URL of a manifest entry (each path segment percent-encoded)."""
@@ -138,10 +146,8 @@ class Verifier:
                 result = fn()
                 result.attempts = attempt
                 return result
-            except (_Retryable, httpx.TransportError) as exc:
-                last = (
-                    f"{type(exc).__name__}: {exc}" if isinstance(exc, httpx.HTTPError) else str(exc)
-                )
+            except (_Retryable, TransportError) as exc:
+                last = f"{type(exc).__name__}: {exc}" if isinstance(exc, TransportError) else str(exc)
             if attempt <= self.retries:
                 time.sleep(delay)
                 delay *= 2
@@ -153,12 +159,12 @@ class Verifier:
         box: dict[str, str] = {}
 
         def get() -> FileResult:
-            r = self.client.get(url)
-            if r.status_code >= 500 or r.status_code == 429:
-                raise _Retryable(f"HTTP {r.status_code}")
-            if r.status_code != 200:
-                return FileResult(MANIFEST, MISSING, f"HTTP {r.status_code}")
-            box["text"] = r.content.decode("utf-8")
+            r = self.client.request("GET", url, redirect=False)
+            if r.status >= 500 or r.status == 429:
+                raise _Retryable(f"HTTP {r.status}")
+            if r.status != 200:
+                return FileResult(MANIFEST, MISSING, f"HTTP {r.status}")
+            box["text"] = r.data.decode("utf-8")
             return FileResult(MANIFEST, OK)
 
         try:
@@ -181,19 +187,26 @@ class Verifier:
         def get() -> FileResult:
             h = hashlib.sha256()
             n = 0
-            with self.client.stream("GET", url) as r:
-                if r.status_code in (404, 410):
-                    return FileResult(rel, MISSING, f"HTTP {r.status_code}")
-                if r.status_code >= 500 or r.status_code == 429:
-                    raise _Retryable(f"HTTP {r.status_code}")
-                if r.status_code != 200:
-                    return FileResult(rel, ERROR, f"HTTP {r.status_code}")
-                for chunk in r.iter_bytes(self.chunk_size):
+            r = self.client.request(
+                "GET", url, redirect=False, preload_content=False, enforce_content_length=False
+            )
+            try:
+                if r.status in (404, 410):
+                    return FileResult(rel, MISSING, f"HTTP {r.status}")
+                if r.status >= 500 or r.status == 429:
+                    raise _Retryable(f"HTTP {r.status}")
+                if r.status != 200:
+                    return FileResult(rel, ERROR, f"HTTP {r.status}")
+                for chunk in r.stream(self.chunk_size):
                     h.update(chunk)
                     n += len(chunk)
                 expected_len = r.headers.get("content-length")
-                if expected_len is not None and int(expected_len) != n:
+                encoded = r.headers.get("content-encoding", "identity").lower() != "identity"
+                if expected_len is not None and not encoded and int(expected_len) != n:
                     raise _Retryable(f"short body: {n} of {expected_len} bytes")
+            finally:
+                r.drain_conn()  # an unread body must not go back to the pool with its socket
+                r.release_conn()
             got = h.hexdigest()
             if got != digest:
                 return FileResult(rel, MISMATCH, f"sha256 {got} != manifest {digest}", n)

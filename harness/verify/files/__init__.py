@@ -53,8 +53,11 @@ def settings() -> dict[str, Any]:
 
 def _manifest_bytes(where: str, timeout: float) -> bytes:
     if where.startswith(("http://", "https://")):
+        import logging
+
         import httpx
 
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs every request at INFO
         try:
             r = httpx.get(where, timeout=timeout, trust_env=False, follow_redirects=True)
         except httpx.HTTPError as exc:
