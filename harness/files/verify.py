@@ -127,7 +127,10 @@ class Verifier:
         # No proxies from the environment (as httpx's trust_env=False did), no redirects
         # followed silently, retries are ours (_retrying).
         self.client = urllib3.PoolManager(
-            num_pools=4, maxsize=jobs, timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False
+            num_pools=4,
+            maxsize=jobs,
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+            retries=False,
         )
 
     def close(self) -> None:
@@ -147,7 +150,9 @@ class Verifier:
                 result.attempts = attempt
                 return result
             except (_Retryable, TransportError) as exc:
-                last = f"{type(exc).__name__}: {exc}" if isinstance(exc, TransportError) else str(exc)
+                last = (
+                    f"{type(exc).__name__}: {exc}" if isinstance(exc, TransportError) else str(exc)
+                )
             if attempt <= self.retries:
                 time.sleep(delay)
                 delay *= 2

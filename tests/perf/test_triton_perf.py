@@ -3,8 +3,9 @@
 - the tuned (canonical) config forms batches (server counts: >= min_mean_batch inferences per
   execution; exactly 1 without dynamic batching) and is >= min_tuned_over_nobatch x the same model
   without dynamic batching (target_tuned_over_nobatch reported);
-- served throughput >= min_served_over_ceiling x the serving path's ceiling (0.8x target reported): the same config served by a model that
-  computes nothing (harness.perf.ceiling), measured in the same rounds. What is left between the
+- served throughput >= min_served_over_ceiling x the serving path's ceiling (0.8x target
+  reported): the same config served by a model that computes nothing (harness.perf.ceiling),
+  measured in the same rounds. What is left between the
   two is the model's own cost inside the server; a regression in the served model, its runtime
   or its config shows up here, while the RPC stack and perf_analyzer cancel out;
 - served throughput over in-process onnxruntime at batch 8: reported, not asserted (for a model
