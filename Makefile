@@ -26,8 +26,12 @@ lint: setup
 unit: setup
 	pytest tests/unit
 
+# Integration tests mostly wait on servers and subprocesses: two pytest-xdist workers, a test
+# file per worker (module fixtures start their servers once), nearly halve the tier on 2 cores.
+# INTEGRATION_WORKERS=0 runs it in one process.
+INTEGRATION_WORKERS ?= 2
 integration: setup
-	pytest -m integration --durations=15
+	pytest -m integration --durations=15 $(if $(filter 0,$(INTEGRATION_WORKERS)),,-n $(INTEGRATION_WORKERS) --dist loadfile)
 
 perf: setup
 	pytest -m perf --durations=10
@@ -43,10 +47,17 @@ cpp-test: setup
 # embedding conversions cached, ~1 min more without).
 # A run must leave the tree as it found it (reports go to the git-ignored .work/reports): the
 # tree's state before and after is compared, and a difference fails the build, listed. Every
-# tier still runs; the exit status is the tiers' own, or 1 for a tree the run changed.
+# tier runs even after one failed (a summary with each tier's time ends the output); the exit
+# status is the first failed tier's own, or 1 for a tree the run changed.
 test: setup
 	state=$$(mktemp -d); bash scripts/tree-state.sh > $$state/before; \
-	status=0; $(MAKE) --no-print-directory lint cpp-test unit integration perf demo || status=$$?; \
+	status=0; summary=""; for tier in lint cpp-test unit integration perf demo; do \
+	  start=$$SECONDS; rc=0; $(MAKE) --no-print-directory $$tier || rc=$$?; \
+	  line="make $$tier: $$([ $$rc -eq 0 ] && echo ok || echo "FAILED (exit $$rc)") in $$((SECONDS - start)) s"; \
+	  echo "==> $$line"; summary="$$summary$$line"$$'\n'; \
+	  if [ $$rc -ne 0 ] && [ $$status -eq 0 ]; then status=$$rc; fi; \
+	done; \
+	printf '%s' "$$summary"; \
 	bash scripts/tree-state.sh > $$state/after; \
 	if ! diff $$state/before $$state/after > $$state/diff; then \
 	  echo "make test: the run changed the working tree (< before, > after):"; \

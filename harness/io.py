@@ -1,4 +1,5 @@
-"""Atomic file output: write to a temporary sibling, rename on success, never leave a partial."""
+"""Atomic file output (write to a temporary sibling, rename on success, never leave a partial)
+and a lock that serialises the processes building the same file."""
 
 from __future__ import annotations
 
@@ -32,6 +33,23 @@ def atomic_open(target: str | os.PathLike[str], mode: str = "w", **kwargs) -> It
         yield fh
         fh.flush()
         os.fsync(fh.fileno())
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if missing) across processes for the block."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # flock goes with the open file: the kernel drops it when the process dies, so a killed
+    # holder never leaves a stale lock behind.
+    with open(path, "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 PREDICTIONS_HEADER = ("index", "true_label", "predicted_label", "confidence")

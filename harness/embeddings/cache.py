@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -9,7 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from harness.io import atomic_path
+from harness.io import atomic_path, file_lock
 
 _sha_memo: dict[tuple[str, int, int], str] = {}
 
@@ -52,6 +53,11 @@ class ConversionCache:
             if meta.get("sha256") == file_sha256(art):
                 return art, meta
         return None
+
+    def building(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """A cross-process lock held while one process builds an entry of `name`."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return file_lock(self.root / f".{name}.lock")
 
     def store(
         self, name: str, key: str, produced: Path, filename: str, meta: dict[str, Any]

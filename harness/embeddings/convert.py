@@ -146,14 +146,18 @@ class Converter:
         hit = None if self.force else self.cache.lookup(fmt, key, filename)
         if hit is not None:
             return hit[0], True, hit[1]
-        self.cache.root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=self.cache.root) as tmp:
-            out = Path(tmp) / filename
-            t0 = time.perf_counter()
-            checks = self._convert(fmt, out)
-            meta = {"format": fmt, "checks": checks, "seconds": time.perf_counter() - t0}
-            art = self.cache.store(fmt, key, out, filename, meta)
-        return art, False, self.cache.lookup(fmt, key, filename)[1]  # type: ignore[index]
+        # Another process (a second test worker, a demo next to the tests) may be building the
+        # same entry: the first to take the lock converts, the others then find it in the cache.
+        with self.cache.building(fmt):
+            if not self.force and (hit := self.cache.lookup(fmt, key, filename)) is not None:
+                return hit[0], True, hit[1]
+            with tempfile.TemporaryDirectory(dir=self.cache.root) as tmp:
+                out = Path(tmp) / filename
+                t0 = time.perf_counter()
+                checks = self._convert(fmt, out)
+                meta = {"format": fmt, "checks": checks, "seconds": time.perf_counter() - t0}
+                art = self.cache.store(fmt, key, out, filename, meta)
+            return art, False, self.cache.lookup(fmt, key, filename)[1]  # type: ignore[index]
 
     def convert(self, fmt: str) -> ConversionResult:
         """Convert one format (or take it from the cache) and install it in the repository."""
