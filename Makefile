@@ -23,15 +23,18 @@ demo: setup
 lint: setup
 	pre-commit run -a --show-diff-on-failure
 
-unit: setup
-	pytest tests/unit
+# Unit and integration tests run on pytest-xdist workers, a test file per worker (module fixtures
+# start their servers once): integration tests mostly wait on servers and subprocesses, and two
+# workers take that tier from ~20 to ~13 min on 2 cores. WORKERS=0 runs them in one process.
+# The perf tier never does: its ratios need the machine to themselves.
+WORKERS ?= 2
+XDIST := $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile)
 
-# Integration tests mostly wait on servers and subprocesses: two pytest-xdist workers, a test
-# file per worker (module fixtures start their servers once), nearly halve the tier on 2 cores.
-# INTEGRATION_WORKERS=0 runs it in one process.
-INTEGRATION_WORKERS ?= 2
+unit: setup
+	pytest tests/unit $(XDIST)
+
 integration: setup
-	pytest -m integration --durations=15 $(if $(filter 0,$(INTEGRATION_WORKERS)),,-n $(INTEGRATION_WORKERS) --dist loadfile)
+	pytest -m integration --durations=15 $(XDIST)
 
 perf: setup
 	pytest -m perf --durations=10

@@ -178,21 +178,30 @@ def test_tuned_config_beats_no_batching(measured, triton_cfg):
     )
 
 
-def _mean_batch(results) -> float | None:  # noqa: ANN001 - perf_analyzer results
-    """Inferences per model execution over all rounds (server-side statistics)."""
+def _counts(results) -> tuple[int, int]:  # noqa: ANN001 - perf_analyzer results
+    """(inferences, model executions) summed over all rounds (server-side statistics)."""
     inf = sum(r.inference_count or 0 for r in results)
     exe = sum(r.execution_count or 0 for r in results)
-    return inf / exe if exe else None
+    return inf, exe
 
 
 def test_tuned_config_forms_batches(measured, triton_cfg):
     # The mechanism behind the tuned config's speed, counted by the server, not timed: at
     # concurrency 8 the batcher must join requests, and without dynamic batching it must not.
     floor = float(triton_cfg.triton.perf.min_mean_batch)
-    tuned = _mean_batch(measured["tuned_rounds"])
-    nobatch = _mean_batch(measured["nobatch_rounds"])
-    assert tuned is not None and nobatch is not None, "perf_analyzer reported no server counts"
-    assert nobatch == 1.0, f"without dynamic batching {nobatch:.2f} inferences per execution"
+    concurrency = int(triton_cfg.triton.perf.concurrency)
+    tuned_inf, tuned_exe = _counts(measured["tuned_rounds"])
+    inf, exe = _counts(measured["nobatch_rounds"])
+    assert tuned_exe and exe, "perf_analyzer reported no server counts"
+    tuned = tuned_inf / tuned_exe
+    # The server's counters are read once before and once after each window, while requests are
+    # in flight: a snapshot may hold an inference whose execution is not counted yet. That skews
+    # a round by at most the requests in flight, never by a joined batch per execution.
+    skew = len(measured["nobatch_rounds"]) * concurrency
+    assert abs(inf - exe) <= skew, (
+        f"without dynamic batching {inf} inferences in {exe} executions ({inf / exe:.3f} per "
+        f"execution; in-flight skew allows {skew})"
+    )
     assert tuned >= floor, (
         f"tuned ({measured['tuned_config']}) ran {tuned:.2f} inferences per execution at "
         f"concurrency {triton_cfg.triton.perf.concurrency}; floor {floor}"
