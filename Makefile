@@ -25,11 +25,12 @@ lint: setup
 
 # Unit and integration tests run on pytest-xdist workers, a test file per worker (module fixtures
 # start their servers once). Integration tests mostly wait on servers and subprocesses: on 2 cores
-# that tier took 19.5 min in one process, 12.6 on two workers and 11.0 on three (same warm
-# checkout). UNIT_WORKERS / INTEGRATION_WORKERS = 0 run a tier in one process. The perf tier never
-# runs on workers: its ratios need the machine to themselves.
+# that tier took 19.5 min in one process and 12.6 on two workers; three took 11.0 on a warm
+# checkout but 12.6 on a clean clone too (conversions and server start-ups dominate), so two: less
+# contention for the same time. UNIT_WORKERS / INTEGRATION_WORKERS = 0 run a tier in one process.
+# The perf tier never runs on workers: its ratios need the machine to themselves.
 UNIT_WORKERS ?= 2
-INTEGRATION_WORKERS ?= 3
+INTEGRATION_WORKERS ?= 2
 xdist = $(if $(filter 0,$(1)),,-n $(1) --dist loadfile)
 
 unit: setup
