@@ -26,7 +26,6 @@ oip_venv() {
 }
 oip_logs=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$oip_logs"' EXIT
-mkdir -p .work/venvs
 for venv in mlserver kserve; do
   oip_venv "$venv" > "$oip_logs/$venv.log" 2>&1 &
 done

@@ -56,7 +56,6 @@ class ConversionCache:
 
     def building(self, name: str) -> contextlib.AbstractContextManager[None]:
         """A cross-process lock held while one process builds an entry of `name`."""
-        self.root.mkdir(parents=True, exist_ok=True)
         return file_lock(self.root / f".{name}.lock")
 
     def store(

@@ -204,7 +204,7 @@ def test_tuned_config_forms_batches(measured, triton_cfg):
     )
     assert tuned >= floor, (
         f"tuned ({measured['tuned_config']}) ran {tuned:.2f} inferences per execution at "
-        f"concurrency {triton_cfg.triton.perf.concurrency}; floor {floor}"
+        f"concurrency {concurrency}; floor {floor}"
     )
 
 
